@@ -1,0 +1,747 @@
+/* queue.c: the backend-neutral half of a completion queue: handle slots,
+ * operation records, the completion FIFO, waiter batches, posts, timers. */
+#include "queue.h"
+#include "sock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_SIZE (256 * 1024)
+/* Below this much free arena a recv waits for the next batch rather than
+ * reading a sliver. */
+#define MIN_RECV_CHUNK (16 * 1024)
+#define OP_CACHE_MAX 4096
+
+static const nc_backend *const backends[] = {
+#ifdef _WIN32
+    &nc_backend_iocp,
+#else
+    &nc_backend_epoll,
+#endif
+    NULL,
+};
+
+/* ---------------------------------------------------------------- slots */
+
+static int grow_slots(nc_queue *q)
+{
+    uint32_t n = q->nslots ? q->nslots * 2 : 256;
+    nc_slot *s = realloc(q->slots, n * sizeof *s);
+    if (!s)
+        return -1;
+    /* Slot 0 is never used, so id 0 means "no handle". */
+    for (uint32_t i = n - 1; i >= (q->nslots ? q->nslots : 1); i--) {
+        s[i].h = NULL;
+        s[i].gen = 1;
+        s[i].next_free = q->free_slot;
+        q->free_slot = i;
+    }
+    if (!q->nslots)
+        memset(&s[0], 0, sizeof s[0]);
+    q->slots = s;
+    q->nslots = n;
+    return 0;
+}
+
+nc_handle *nc_handle_new(nc_queue *q, nc_sock_t sock, int kind)
+{
+    if (!q->free_slot && grow_slots(q) < 0)
+        return NULL;
+    nc_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    uint32_t idx = q->free_slot;
+    nc_slot *s = &q->slots[idx];
+    q->free_slot = s->next_free;
+    s->h = h;
+    h->id = ((uint64_t)s->gen << 32) | idx;
+    h->sock = sock;
+    h->kind = kind;
+    h->refs = 1;
+    q->live_handles++;
+    return h;
+}
+
+nc_handle *nc_lookup(nc_queue *q, nc_id id)
+{
+    uint32_t idx = (uint32_t)id;
+    if (idx == 0 || idx >= q->nslots)
+        return NULL;
+    nc_slot *s = &q->slots[idx];
+    if (!s->h || s->gen != (uint32_t)(id >> 32))
+        return NULL;
+    return s->h;
+}
+
+/* Frees the slot; the id stops matching at once.  The handle itself lives
+ * on while operations refer to it. */
+static void detach(nc_queue *q, nc_handle *h)
+{
+    uint32_t idx = (uint32_t)h->id;
+    nc_slot *s = &q->slots[idx];
+    s->h = NULL;
+    if (++s->gen == 0)
+        s->gen = 1;
+    s->next_free = q->free_slot;
+    q->free_slot = idx;
+    h->closed = 1;
+    q->live_handles--;
+}
+
+void nc_handle_ref(nc_handle *h)
+{
+    h->refs++;
+}
+
+void nc_handle_unref(nc_queue *q, nc_handle *h)
+{
+    if (--h->refs > 0)
+        return;
+    if (q->be->free_handle)
+        q->be->free_handle(q, h);
+    free(h);
+}
+
+/* ------------------------------------------------------------ operations */
+
+nc_op *nc_op_new(nc_queue *q, int kind, void *ctx)
+{
+    nc_op *op = q->op_cache;
+    if (op) {
+        q->op_cache = op->next;
+        q->op_cache_len--;
+    } else if (!(op = malloc(sizeof *op))) {
+        return NULL;
+    }
+    memset(op, 0, offsetof(nc_op, inline_bufs));
+    op->be = NULL;
+    op->kind = kind;
+    op->ctx = ctx;
+    q->pending_ops++;
+    return op;
+}
+
+void nc_op_free(nc_queue *q, nc_op *op)
+{
+    if (op->bufs && op->bufs != op->inline_bufs)
+        free(op->bufs);
+    if (op->owner)
+        nc_handle_unref(q, op->owner);
+    q->pending_ops--;
+    if (q->op_cache_len < OP_CACHE_MAX) {
+        op->next = q->op_cache;
+        q->op_cache = op;
+        q->op_cache_len++;
+    } else {
+        free(op);
+    }
+}
+
+void nc_opq_push(nc_opq *qq, nc_op *op)
+{
+    op->next = NULL;
+    if (qq->tail)
+        qq->tail->next = op;
+    else
+        qq->head = op;
+    qq->tail = op;
+}
+
+nc_op *nc_opq_pop(nc_opq *qq)
+{
+    nc_op *op = qq->head;
+    if (op) {
+        qq->head = op->next;
+        if (!qq->head)
+            qq->tail = NULL;
+        op->next = NULL;
+    }
+    return op;
+}
+
+void nc_op_attach(nc_handle *h, nc_opq *qq, nc_op *op)
+{
+    op->owner = h;
+    nc_handle_ref(h);
+    nc_opq_push(qq, op);
+}
+
+static void wake_one(nc_queue *q)
+{
+    if (q->sleepers > 0 && !q->wake_pending) {
+        q->wake_pending = 1;
+        q->be->wake(q);
+    }
+}
+
+void nc_complete(nc_queue *q, nc_op *op, int status)
+{
+    op->status = status;
+    if (op->kind == NC_OP_RECV)
+        op->nbytes = 0; /* a RECV through the FIFO carries no data */
+    nc_opq_push(&q->done, op);
+    wake_one(q);
+}
+
+void nc_cancel_all(nc_queue *q, nc_handle *h)
+{
+    nc_op *op;
+    while ((op = nc_opq_pop(&h->rxq)))
+        nc_complete(q, op, NC_CANCELLED);
+    while ((op = nc_opq_pop(&h->txq)))
+        nc_complete(q, op, NC_CANCELLED);
+}
+
+void nc_mark_ready(nc_queue *q, nc_handle *h)
+{
+    if (h->on_ready || h->closed)
+        return;
+    h->on_ready = 1;
+    h->ready_next = NULL;
+    nc_handle_ref(h);
+    if (q->ready_tail)
+        q->ready_tail->ready_next = h;
+    else
+        q->ready_head = h;
+    q->ready_tail = h;
+    wake_one(q);
+}
+
+/* --------------------------------------------------------------- waiters */
+
+static nc_waiter *waiter_for_thread(nc_queue *q)
+{
+    nc_tid self = nc_thread_id();
+    for (nc_waiter *w = q->waiters; w; w = w->next)
+        if (nc_tid_equal(w->tid, self))
+            return w;
+    nc_waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->arena = malloc(ARENA_SIZE);
+    if (!w->arena) {
+        free(w);
+        return NULL;
+    }
+    w->arena_len = ARENA_SIZE;
+    w->tid = self;
+    w->next = q->waiters;
+    q->waiters = w;
+    q->nwaiters++;
+    return w;
+}
+
+static int hold(nc_queue *q, nc_waiter *w, nc_handle *h)
+{
+    (void)q;
+    if (h->holder == w)
+        return 0;
+    if (w->nheld == w->held_cap) {
+        int cap = w->held_cap ? w->held_cap * 2 : 64;
+        nc_handle **held = realloc(w->held, (size_t)cap * sizeof *held);
+        if (!held)
+            return -1;
+        w->held = held;
+        w->held_cap = cap;
+    }
+    h->holder = w;
+    nc_handle_ref(h);
+    w->held[w->nheld++] = h;
+    return 0;
+}
+
+static void release_held(nc_queue *q, nc_waiter *w)
+{
+    for (int i = 0; i < w->nheld; i++) {
+        w->held[i]->holder = NULL;
+        nc_handle_unref(q, w->held[i]);
+    }
+    w->nheld = 0;
+}
+
+/* Another waiter's batch holds h: leave its completions alone. */
+static int held_by_other(const nc_handle *h, const nc_waiter *w)
+{
+    return h && h->holder && h->holder != w;
+}
+
+char *nc_arena_take(nc_waiter *w, size_t want, size_t *len)
+{
+    size_t room = w->arena_len - w->arena_used;
+    size_t floor = want < MIN_RECV_CHUNK ? want : MIN_RECV_CHUNK;
+    if (w->nout >= w->max_out || room < floor || room == 0)
+        return NULL;
+    *len = want < room ? want : room;
+    return w->arena + w->arena_used;
+}
+
+static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t n)
+{
+    nc_event *ev = &w->out[w->nout++];
+    ev->op = op->kind;
+    ev->status = op->status;
+    ev->ctx = op->ctx;
+    ev->nbytes = n;
+    ev->data = data;
+    ev->handle = op->result;
+    if (op->owner && !op->owner->closed)
+        hold(q, w, op->owner);
+    nc_op_free(q, op);
+}
+
+void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
+                      const char *data, size_t n)
+{
+    op->status = status;
+    w->arena_used += n;
+    emit(q, w, op, data, n);
+}
+
+/* Moves deliverable completions from the FIFO into w's batch. */
+static void deliver(nc_queue *q, nc_waiter *w)
+{
+    nc_op *prev = NULL, *op = q->done.head;
+    while (op && w->nout < w->max_out) {
+        nc_op *next = op->next;
+        if (held_by_other(op->owner, w)) {
+            prev = op;
+        } else {
+            if (prev)
+                prev->next = next;
+            else
+                q->done.head = next;
+            if (q->done.tail == op)
+                q->done.tail = prev;
+            emit(q, w, op, NULL, op->nbytes);
+        }
+        op = next;
+    }
+}
+
+/* Lets the backend do the I/O of every ready handle not held elsewhere. */
+static void run_ready(nc_queue *q, nc_waiter *w)
+{
+    nc_handle *h = q->ready_head;
+    q->ready_head = q->ready_tail = NULL;
+    while (h) {
+        nc_handle *next = h->ready_next;
+        h->on_ready = 0;
+        if (held_by_other(h, w) || (!h->closed && w->nout >= w->max_out))
+            nc_mark_ready(q, h);
+        else if (!h->closed)
+            q->be->perform(q, h, w);
+        nc_handle_unref(q, h);
+        h = next;
+    }
+}
+
+static int has_work(nc_queue *q, nc_waiter *w)
+{
+    for (nc_op *op = q->done.head; op; op = op->next)
+        if (!held_by_other(op->owner, w))
+            return 1;
+    for (nc_handle *h = q->ready_head; h; h = h->ready_next)
+        if (!held_by_other(h, w))
+            return 1;
+    return 0;
+}
+
+static void fire_timers(nc_queue *q)
+{
+    void *ctx;
+    uint64_t now = nc_now_ms();
+    while (nc_timers_pop_due(&q->timers, now, &ctx)) {
+        nc_op *op = nc_op_new(q, NC_OP_TIMER, ctx);
+        if (!op) /* keep it armed; the next pass retries */
+            break;
+        nc_complete(q, op, 0);
+    }
+}
+
+int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
+{
+    if (max_events <= 0)
+        return NC_E_INVAL;
+    nc_lock(&q->lock);
+    if (q->closing) {
+        nc_unlock(&q->lock);
+        return NC_E_CLOSED;
+    }
+    nc_waiter *w = waiter_for_thread(q);
+    if (!w) {
+        nc_unlock(&q->lock);
+        return NC_E_NOMEM;
+    }
+    release_held(q, w);
+    w->arena_used = 0;
+    w->out = events;
+    w->nout = 0;
+    w->max_out = max_events;
+    uint64_t deadline = timeout_ms < 0 ? 0 : nc_now_ms() + (uint64_t)timeout_ms;
+    int rc = 0;
+    for (;;) {
+        /* Always look at the OS once per batch, even with work in hand,
+         * so a stream of ready completions cannot starve the others. */
+        int64_t t = -1;
+        if (has_work(q, w))
+            t = 0;
+        else {
+            uint64_t now = nc_now_ms();
+            if (timeout_ms >= 0)
+                t = deadline > now ? (int64_t)(deadline - now) : 0;
+            int64_t tn = nc_timers_next_ms(&q->timers, now);
+            if (tn >= 0 && (t < 0 || tn < t))
+                t = tn;
+        }
+        if (t > 0x7fffffff)
+            t = 0x7fffffff;
+        if (t != 0)
+            q->sleepers++;
+        rc = q->be->poll(q, (int)t);
+        if (t != 0)
+            q->sleepers--;
+        if (rc < 0)
+            break;
+        fire_timers(q);
+        deliver(q, w);
+        run_ready(q, w);
+        deliver(q, w);
+        if (w->nout > 0 || q->closing)
+            break;
+        if (timeout_ms >= 0 && nc_now_ms() >= deadline)
+            break;
+    }
+    w->out = NULL;
+    nc_unlock(&q->lock);
+    return w->nout > 0 ? w->nout : rc;
+}
+
+/* -------------------------------------------------------- queue lifetime */
+
+const char *nc_backend_name(int i)
+{
+    for (int j = 0; backends[j]; j++)
+        if (backends[j]->available() && i-- == 0)
+            return backends[j]->name;
+    return NULL;
+}
+
+int nc_queue_new(const char *name, nc_queue **out)
+{
+    const nc_backend *be = NULL;
+    int any = !name || !strcmp(name, "auto");
+    for (int i = 0; backends[i]; i++) {
+        if (any || !strcmp(name, backends[i]->name)) {
+            be = backends[i];
+            break;
+        }
+    }
+    if (!be || !be->available())
+        return NC_E_NOBACKEND;
+    nc_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return NC_E_NOMEM;
+    q->be = be;
+    nc_mutex_init(&q->lock);
+    nc_timers_init(&q->timers);
+    int rc = be->init(q);
+    if (rc < 0) {
+        nc_timers_free(&q->timers);
+        nc_mutex_destroy(&q->lock);
+        free(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+const char *nc_queue_backend(const nc_queue *q)
+{
+    return q->be->name;
+}
+
+void nc_handle_close(nc_queue *q, nc_handle *h)
+{
+    detach(q, h);
+    q->be->close(q, h);
+    nc_handle_unref(q, h);
+}
+
+void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg)
+{
+    nc_lock(&q->lock);
+    q->closing = 1;
+    for (uint32_t i = 1; i < q->nslots; i++)
+        if (q->slots[i].h)
+            nc_handle_close(q, q->slots[i].h);
+    q->be->destroy(q);
+    /* Ops still queued get their ctx handed back, not delivered. */
+    for (nc_waiter *w = q->waiters; w; w = w->next)
+        release_held(q, w);
+    nc_handle *h = q->ready_head;
+    q->ready_head = q->ready_tail = NULL;
+    while (h) {
+        nc_handle *next = h->ready_next;
+        nc_handle_unref(q, h);
+        h = next;
+    }
+    nc_op *op;
+    while ((op = nc_opq_pop(&q->done))) {
+        if (release)
+            release(op->ctx, arg);
+        nc_op_free(q, op);
+    }
+    void *ctx;
+    while (nc_timers_pop_due(&q->timers, UINT64_MAX, &ctx))
+        if (release)
+            release(ctx, arg);
+    nc_timers_free(&q->timers);
+    while (q->waiters) {
+        nc_waiter *w = q->waiters;
+        q->waiters = w->next;
+        free(w->arena);
+        free(w->held);
+        free(w);
+    }
+    while ((op = q->op_cache)) {
+        q->op_cache = op->next;
+        free(op);
+    }
+    free(q->slots);
+    nc_unlock(&q->lock);
+    nc_mutex_destroy(&q->lock);
+    free(q);
+}
+
+/* ------------------------------------------------------------ operations */
+
+int nc_listen(nc_queue *q, const struct sockaddr *addr, int addrlen,
+              int backlog, int reuse_port, nc_id *out)
+{
+    nc_sock_t s;
+    int rc = nc_sock_listen(addr, addrlen, backlog, reuse_port, &s);
+    if (rc < 0)
+        return rc;
+    nc_lock(&q->lock);
+    nc_handle *h = q->closing ? NULL : nc_handle_new(q, s, NC_LISTENER);
+    if (!h) {
+        nc_unlock(&q->lock);
+        nc_sock_close(s);
+        return q->closing ? NC_E_CLOSED : NC_E_NOMEM;
+    }
+    rc = q->be->attach(q, h);
+    if (rc < 0) {
+        nc_handle_close(q, h);
+    } else {
+        *out = h->id;
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+/* Looks up h, checks its kind and queues a new op on it. */
+static int submit(nc_queue *q, nc_id id, int need_kind, int kind, void *ctx,
+                  nc_op **opp, nc_handle **hp)
+{
+    nc_handle *h = nc_lookup(q, id);
+    if (!h)
+        return NC_E_BADHANDLE;
+    if (h->kind != need_kind)
+        return NC_E_WRONGKIND;
+    if (kind == NC_OP_RECV && h->rxq.head)
+        return NC_E_BUSY;
+    nc_op *op = nc_op_new(q, kind, ctx);
+    if (!op)
+        return NC_E_NOMEM;
+    *opp = op;
+    *hp = h;
+    return 0;
+}
+
+int nc_accept(nc_queue *q, nc_id listener, void *ctx)
+{
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = submit(q, listener, NC_LISTENER, NC_OP_ACCEPT, ctx, &op, &h);
+    if (rc == 0) {
+        nc_op_attach(h, &h->rxq, op);
+        rc = q->be->start(q, h, op);
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
+{
+    if (max_bytes == 0)
+        return NC_E_INVAL;
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = submit(q, conn, NC_CONN, NC_OP_RECV, ctx, &op, &h);
+    if (rc == 0) {
+        op->nbytes = max_bytes;
+        op->result = conn;
+        nc_op_attach(h, &h->rxq, op);
+        rc = q->be->start(q, h, op);
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
+{
+    if (nbufs < 0 || (nbufs > 0 && !bufs))
+        return NC_E_INVAL;
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = submit(q, conn, NC_CONN, NC_OP_SEND, ctx, &op, &h);
+    if (rc == 0) {
+        op->bufs = nbufs <= NC_INLINE_BUFS ? op->inline_bufs : malloc((size_t)nbufs * sizeof *bufs);
+        if (!op->bufs) {
+            nc_op_free(q, op);
+            rc = NC_E_NOMEM;
+        } else {
+            if (nbufs)
+                memcpy(op->bufs, bufs, (size_t)nbufs * sizeof *bufs);
+            op->nbufs = nbufs;
+            op->result = conn;
+            nc_op_attach(h, &h->txq, op);
+            rc = q->be->start(q, h, op);
+        }
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, void *ctx)
+{
+    nc_lock(&q->lock);
+    int rc = NC_E_CLOSED;
+    if (!q->closing) {
+        nc_op *op = nc_op_new(q, NC_OP_CONNECT, ctx);
+        rc = op ? q->be->connect(q, addr, addrlen, op) : NC_E_NOMEM;
+        if (rc < 0 && op)
+            nc_op_free(q, op);
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_close(nc_queue *q, nc_id id)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, id);
+    if (h)
+        nc_handle_close(q, h);
+    nc_unlock(&q->lock);
+    return h ? 0 : NC_E_BADHANDLE;
+}
+
+int nc_post(nc_queue *q, void *ctx)
+{
+    nc_lock(&q->lock);
+    int rc = NC_E_CLOSED;
+    if (!q->closing) {
+        nc_op *op = nc_op_new(q, NC_OP_POST, ctx);
+        rc = op ? 0 : NC_E_NOMEM;
+        if (op)
+            nc_complete(q, op, 0);
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
+{
+    if (!(seconds >= 0) || seconds > 1e9)
+        return NC_E_INVAL;
+    nc_lock(&q->lock);
+    int rc = NC_E_CLOSED;
+    if (!q->closing) {
+        uint64_t deadline = nc_now_ms() + (uint64_t)(seconds * 1000.0 + 0.999);
+        rc = nc_timers_add(&q->timers, deadline, ctx, timer_id) < 0 ? NC_E_NOMEM : 0;
+        if (rc == 0)
+            wake_one(q); /* a sleeper may need a shorter timeout */
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out)
+{
+    nc_lock(&q->lock);
+    int rc = nc_timers_cancel(&q->timers, timer_id, ctx_out);
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+/* --------------------------------------------------------------- queries */
+
+int nc_fileno(nc_queue *q, nc_id id, nc_sock_t *out)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, id);
+    if (h)
+        *out = h->sock;
+    nc_unlock(&q->lock);
+    return h ? 0 : NC_E_BADHANDLE;
+}
+
+static int name_of(nc_queue *q, nc_id id, int peer, struct sockaddr_storage *out, int *len)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, id);
+    int rc = h ? nc_sock_name(h->sock, peer, out, len) : NC_E_BADHANDLE;
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_sockname(nc_queue *q, nc_id id, struct sockaddr_storage *out, int *len)
+{
+    return name_of(q, id, 0, out, len);
+}
+
+int nc_peername(nc_queue *q, nc_id id, struct sockaddr_storage *out, int *len)
+{
+    return name_of(q, id, 1, out, len);
+}
+
+int nc_is_listener(nc_queue *q, nc_id id)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, id);
+    int rc = h ? h->kind == NC_LISTENER : NC_E_BADHANDLE;
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_setsockopt(nc_queue *q, nc_id id, int level, int name, int value)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, id);
+    int rc = h ? nc_sock_setopt(h->sock, level, name, value) : NC_E_BADHANDLE;
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+int nc_getsockopt(nc_queue *q, nc_id id, int level, int name, int *value)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, id);
+    int rc = h ? nc_sock_getopt(h->sock, level, name, value) : NC_E_BADHANDLE;
+    nc_unlock(&q->lock);
+    return rc;
+}
+
+void nc_get_stats(nc_queue *q, nc_stats *out)
+{
+    nc_lock(&q->lock);
+    out->live_handles = q->live_handles;
+    out->pending_ops = q->pending_ops;
+    out->timers = (long)q->timers.nheap;
+    out->waiters = q->nwaiters;
+    nc_unlock(&q->lock);
+}

@@ -1,0 +1,141 @@
+/* iocore.h: the backend-neutral completion-queue interface.
+ *
+ * The model is IOCP's: the caller starts an operation, and some later
+ * nc_wait() hands back exactly one completion for it.  Readiness backends
+ * (epoll) perform the I/O themselves inside nc_wait() so callers never see
+ * EAGAIN.  Nothing here knows about HTTP or Python.
+ *
+ * Ownership: whatever an in-flight operation uses (the ctx pointer, send
+ * buffers) must stay valid until its completion is returned by nc_wait().
+ * The core never frees or dereferences ctx; it only hands it back.
+ *
+ * Threads: every function may be called from any thread.  Several threads
+ * may block in nc_wait() on one queue; each completion reaches exactly one
+ * of them, and completions of one handle are never held by two waiters at
+ * once (a waiter holds the handles of its batch until its next nc_wait).
+ */
+#ifndef NC_IOCORE_H
+#define NC_IOCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+typedef SOCKET nc_sock_t;
+#define NC_ERR(name) (-WSA##name)
+#else
+#include <errno.h>
+#include <sys/socket.h>
+typedef int nc_sock_t;
+#define NC_ERR(name) (-name)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Operation kinds, as reported in nc_event.op. */
+enum nc_op_kind {
+    NC_OP_ACCEPT = 1,
+    NC_OP_CONNECT = 2,
+    NC_OP_RECV = 3,
+    NC_OP_SEND = 4,
+    NC_OP_POST = 5,
+    NC_OP_TIMER = 6
+};
+
+/* Status values: 0 is success; otherwise a negative errno of the platform
+ * (Windows: the WSAE* number, which is what Python's errno module uses
+ * there) or NC_CANCELLED.  The same condition maps to the same name on
+ * every backend: a reset peer is always NC_ECONNRESET. */
+#define NC_CANCELLED     (-100000)
+#define NC_ECONNRESET    NC_ERR(ECONNRESET)
+#define NC_ECONNREFUSED  NC_ERR(ECONNREFUSED)
+#define NC_ETIMEDOUT     NC_ERR(ETIMEDOUT)
+#define NC_EADDRINUSE    NC_ERR(EADDRINUSE)
+#define NC_EMFILE        NC_ERR(EMFILE)
+
+/* API misuse, returned by the submit functions (never as a completion). */
+#define NC_E_BADHANDLE   (-100001) /* unknown or closed handle */
+#define NC_E_WRONGKIND   (-100002) /* e.g. recv on a listener */
+#define NC_E_BUSY        (-100003) /* a recv is already pending */
+#define NC_E_INVAL       (-100004) /* bad argument */
+#define NC_E_NOMEM       (-100005)
+#define NC_E_NOBACKEND   (-100006) /* unknown backend name */
+#define NC_E_CLOSED      (-100007) /* the queue is closed */
+#define NC_E_INTR        (-100008) /* nc_wait: a signal arrived, no events */
+
+/* A handle names a listener or a connection: slot index in the low 32 bits,
+ * generation in the high 32, so a reused slot never matches an old id. */
+typedef uint64_t nc_id;
+
+typedef struct nc_queue nc_queue;
+
+typedef struct nc_buf {
+    const char *base;
+    size_t len;
+} nc_buf;
+
+typedef struct nc_event {
+    int op;            /* enum nc_op_kind */
+    int status;        /* 0, negative error, or NC_CANCELLED */
+    void *ctx;         /* as given when the operation was started */
+    nc_id handle;      /* RECV/SEND: the connection; ACCEPT/CONNECT: the new one */
+    size_t nbytes;     /* RECV: bytes at data (0 with status 0 = EOF); SEND: bytes sent */
+    const char *data;  /* RECV: valid until this thread's next nc_wait() */
+} nc_event;
+
+typedef struct nc_stats {
+    long live_handles;   /* listeners and connections not yet closed */
+    long pending_ops;    /* started, completion not yet returned */
+    long timers;         /* armed timers */
+    long waiters;        /* threads that have called nc_wait() */
+} nc_stats;
+
+/* The i-th backend built in and usable here ("epoll", "iocp"), or NULL. */
+const char *nc_backend_name(int i);
+/* backend: "auto" (or NULL) or a name above.  Returns 0 or a negative status. */
+int nc_queue_new(const char *backend, nc_queue **out);
+const char *nc_queue_backend(const nc_queue *q);
+/* Closes every handle and timer, then hands each still-undelivered ctx to
+ * release() (once each) so the owner can free it, then frees the queue.
+ * No thread may be inside nc_wait() on it. */
+void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg);
+
+int nc_listen(nc_queue *q, const struct sockaddr *addr, int addrlen,
+              int backlog, int reuse_port, nc_id *out);
+int nc_accept(nc_queue *q, nc_id listener, void *ctx);
+int nc_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, void *ctx);
+int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx);
+/* The nc_buf array is copied; the bytes it points to must live until the
+ * completion.  Completes once every byte is sent, or with an error. */
+int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx);
+/* Every operation still pending on the handle completes once, with NC_CANCELLED. */
+int nc_close(nc_queue *q, nc_id h);
+int nc_post(nc_queue *q, void *ctx);
+int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id);
+/* Returns 1 and the ctx if the timer was armed (it will not complete), else 0. */
+int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out);
+
+/* Blocks up to timeout_ms (-1 = forever) for at least one completion and
+ * returns how many were stored in events[] (0 on timeout), or a negative status. */
+int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms);
+
+int nc_fileno(nc_queue *q, nc_id h, nc_sock_t *out);
+int nc_sockname(nc_queue *q, nc_id h, struct sockaddr_storage *out, int *len);
+int nc_peername(nc_queue *q, nc_id h, struct sockaddr_storage *out, int *len);
+int nc_is_listener(nc_queue *q, nc_id h);
+void nc_get_stats(nc_queue *q, nc_stats *out);
+/* Integer socket options on a handle's socket; 0 or a negative status. */
+int nc_setsockopt(nc_queue *q, nc_id h, int level, int name, int value);
+int nc_getsockopt(nc_queue *q, nc_id h, int level, int name, int *value);
+
+/* Name of a status for messages ("ECONNRESET", "CANCELLED", ...). */
+const char *nc_status_name(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,69 @@
+/* unix/sock.c: POSIX socket calls behind core/sock.h. */
+#include "../core/sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+int nc_sock_error(void)
+{
+    return -errno;
+}
+
+int nc_sock_listen(const struct sockaddr *addr, int addrlen, int backlog,
+                   int reuse_port, nc_sock_t *out)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (reuse_port) {
+#ifdef SO_REUSEPORT
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            goto fail;
+#else
+        errno = ENOPROTOOPT;
+        goto fail;
+#endif
+    }
+    if (bind(fd, addr, (socklen_t)addrlen) < 0 || listen(fd, backlog) < 0)
+        goto fail;
+    *out = fd;
+    return 0;
+fail:;
+    int err = errno;
+    close(fd);
+    return -err;
+}
+
+void nc_sock_close(nc_sock_t s)
+{
+    close(s);
+}
+
+int nc_sock_name(nc_sock_t s, int peer, struct sockaddr_storage *out, int *len)
+{
+    socklen_t l = sizeof *out;
+    int r = peer ? getpeername(s, (struct sockaddr *)out, &l)
+                 : getsockname(s, (struct sockaddr *)out, &l);
+    if (r < 0)
+        return -errno;
+    *len = (int)l;
+    return 0;
+}
+
+int nc_sock_setopt(nc_sock_t s, int level, int name, int value)
+{
+    return setsockopt(s, level, name, &value, sizeof value) < 0 ? -errno : 0;
+}
+
+int nc_sock_getopt(nc_sock_t s, int level, int name, int *value)
+{
+    socklen_t l = sizeof *value;
+    return getsockopt(s, level, name, value, &l) < 0 ? -errno : 0;
+}
