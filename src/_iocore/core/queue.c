@@ -286,6 +286,12 @@ static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t 
     ev->handle = op->result;
     if (op->owner && !op->owner->closed)
         hold(q, w, op->owner);
+    if (op->kind == NC_OP_ACCEPT && op->status == 0) {
+        /* The new connection is this batch's too, until its next wait. */
+        nc_handle *conn = nc_lookup(q, op->result);
+        if (conn)
+            hold(q, w, conn);
+    }
     nc_op_free(q, op);
 }
 
