@@ -1,0 +1,545 @@
+"""The completion-queue contract, run against every backend of this machine."""
+import errno
+import gc
+import socket
+import struct
+import threading
+import time
+import weakref
+
+import pytest
+
+from iocore_helpers import collect, one, pair
+from netcore import iocore
+
+
+class Tag:
+    """A tag we can hold a weak reference to."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"Tag({self.name})"
+
+
+# ------------------------------------------------------------------ queue
+
+
+def test_auto_backend_is_a_real_one(q):
+    assert q.backend in iocore.backends()
+    assert iocore.Queue().backend == iocore.backends()[0]
+
+
+def test_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        iocore.Queue("nope")
+
+
+def test_unavailable_backend_is_an_os_error():
+    missing = [b for b in iocore.KNOWN_BACKENDS if b not in iocore.backends()]
+    if not missing:
+        pytest.skip("every known backend is available here")
+    with pytest.raises(OSError, match="not available"):
+        iocore.Queue(missing[0])
+
+
+def test_closed_queue_refuses_work(q):
+    q.close_queue()
+    with pytest.raises(ValueError, match="closed"):
+        q.listen("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="closed"):
+        q.wait(0)
+
+
+# ------------------------------------------------------- accept / connect
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_accept_and_connect(q, host):
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    lst = q.listen(host, 0)
+    lhost, port = lst.sockname
+    assert lhost == host and port > 0
+    q.accept(lst, "a")
+    q.connect(host, port, "c")
+    evs = {ev[1]: ev for ev in collect(q, 2)}
+    assert evs["a"][0] == iocore.ACCEPT and evs["c"][0] == iocore.CONNECT
+    server, client = evs["a"][3], evs["c"][3]
+    assert server.peername == client.sockname
+    assert not server.is_listener and lst.is_listener
+
+
+def test_connect_refused(q):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    q.connect("127.0.0.1", port, "c")
+    op, tag, status, value = one(q)
+    assert (op, tag, status, value) == (iocore.CONNECT, "c", -errno.ECONNREFUSED, None)
+    assert q.stats()["live_handles"] == 0
+
+
+def test_accept_drains_the_backlog(q):
+    lst = q.listen("127.0.0.1", 0, backlog=128)
+    clients = [socket.create_connection(lst.sockname) for _ in range(50)]
+    for i in range(50):
+        q.accept(lst, i)
+    evs = collect(q, 50)
+    assert sorted(ev[1] for ev in evs) == list(range(50))
+    assert all(ev[2] == 0 for ev in evs)
+    for c in clients:
+        c.close()
+
+
+def test_connections_have_nodelay_and_listeners_reuse_port(q):
+    server, client = pair(q)
+    for h in (server, client):
+        assert h.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    if hasattr(socket, "SO_REUSEPORT"):
+        a = q.listen("127.0.0.1", 0, reuse_port=True)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+        b = q.listen("127.0.0.1", a.sockname[1], reuse_port=True)
+        assert b.sockname == a.sockname
+
+
+def test_listen_on_a_port_in_use_raises(q):
+    lst = q.listen("127.0.0.1", 0)
+    with pytest.raises(OSError) as info:
+        q.listen("127.0.0.1", lst.sockname[1])
+    assert info.value.errno == errno.EADDRINUSE
+
+
+# -------------------------------------------------------------- recv / send
+
+
+def test_echo_and_gathered_send(q):
+    server, client = pair(q)
+    q.send(client, "s", [b"hello ", bytearray(b"big "), memoryview(b"world")])
+    assert one(q) == (iocore.SEND, "s", 0, 15)
+    q.recv(server, "r")
+    assert one(q) == (iocore.RECV, "r", 0, b"hello big world")
+
+
+def test_one_mebibyte_both_ways_with_partial_reads(q):
+    server, client = pair(q)
+    payload = bytes(range(256)) * 4096
+    received = {server: bytearray(), client: bytearray()}
+    q.send(client, "to-server", payload)
+    q.send(server, "to-client", payload[::-1])
+    q.recv(server, server, max_bytes=1000)
+    q.recv(client, client, max_bytes=1000)
+    sent = set()
+    deadline = time.monotonic() + 20
+    while len(sent) < 2 or any(len(b) < len(payload) for b in received.values()):
+        assert time.monotonic() < deadline, "echo timed out"
+        for op, tag, status, value in q.wait(1):
+            assert status == 0
+            if op == iocore.SEND:
+                assert value == len(payload)
+                sent.add(tag)
+            else:
+                assert 0 < len(value) <= 1000
+                received[tag] += value
+                if len(received[tag]) < len(payload):
+                    q.recv(tag, tag, max_bytes=1000)
+    assert received[server] == payload
+    assert received[client] == payload[::-1]
+
+
+def test_send_completes_only_when_every_byte_is_out(q):
+    server, client = pair(q)
+    peer = socket.socket(fileno=socket.dup(server.fileno()))  # a slow reader
+    peer.setblocking(False)
+    big = b"x" * (16 << 20)  # far beyond the socket buffers
+    q.send(client, "big", big)
+    assert q.wait(0.2) == []  # cannot be done: nobody has read yet
+    got = 0
+    deadline = time.monotonic() + 20
+    done = None
+    while done is None:
+        assert time.monotonic() < deadline
+        try:
+            got += len(peer.recv(1 << 20))
+        except BlockingIOError:
+            pass
+        evs = q.wait(0.01)
+        if evs:
+            done = evs[0]
+    assert done == (iocore.SEND, "big", 0, len(big))
+    peer.setblocking(True)
+    peer.settimeout(5)
+    while got < len(big):
+        got += len(peer.recv(1 << 20))
+    assert got == len(big)
+    peer.close()
+
+
+def test_sends_keep_their_order(q):
+    server, client = pair(q)
+    chunks = [bytes([i]) * 70000 for i in range(20)]
+    for i, c in enumerate(chunks):
+        q.send(client, i, c)
+    want = b"".join(chunks)
+    got = bytearray()
+    done = []
+    q.recv(server, "r")
+    deadline = time.monotonic() + 20
+    while len(got) < len(want) or len(done) < len(chunks):
+        assert time.monotonic() < deadline
+        for op, tag, status, value in q.wait(1):
+            assert status == 0
+            if op == iocore.SEND:
+                done.append(tag)
+            else:
+                got += value
+                q.recv(server, "r")
+    assert bytes(got) == want
+    assert done == list(range(20))
+
+
+def test_eof_reset_and_cancel_are_distinct(q):
+    server, client = pair(q)
+    q.close(client)  # orderly close: the server sees EOF
+    q.recv(server, "eof")
+    assert one(q) == (iocore.RECV, "eof", 0, b"")
+
+    server2, client2 = pair(q)
+    q.recv(server2, "reset")
+    # SO_LINGER 0 makes close() send RST instead of FIN.
+    _set_linger_zero(client2)
+    q.close(client2)
+    assert one(q) == (iocore.RECV, "reset", -errno.ECONNRESET, None)
+
+    server3, client3 = pair(q)
+    q.recv(server3, "cancel")
+    q.close(server3)
+    assert one(q) == (iocore.RECV, "cancel", iocore.CANCELLED, None)
+    for code in (0, -errno.ECONNRESET, iocore.CANCELLED):
+        assert iocore.status_name(code) in ("OK", "ECONNRESET", "CANCELLED")
+
+
+def _set_linger_zero(handle):
+    # Handle.setsockopt takes ints; linger needs a struct, so go through a dup.
+    s = socket.socket(fileno=socket.dup(handle.fileno()))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # only the dup: the handle's descriptor stays open
+
+
+def test_send_to_a_reset_peer_fails_without_sigpipe(q):
+    server, client = pair(q)
+    _set_linger_zero(server)
+    q.close(server)
+    statuses = []
+    deadline = time.monotonic() + 10
+    # The first send may still be accepted by the kernel; later ones fail.
+    while not any(s < 0 for s in statuses):
+        assert time.monotonic() < deadline
+        q.send(client, "s", b"x" * 65536)
+        statuses += [ev[2] for ev in collect(q, 1)]
+    assert statuses[-1] == -errno.ECONNRESET
+
+
+# ----------------------------------------------------------------- close
+
+
+def test_close_with_each_kind_of_operation_pending(q):
+    lst = q.listen("127.0.0.1", 0)
+    q.accept(lst, "accept")
+    idle_srv, idle_cli = pair(q)
+    q.recv(idle_srv, "recv")  # the peer never sends
+    busy_srv, busy_cli = pair(q)
+    q.send(busy_cli, "send", b"x" * (64 << 20))  # blocks: nobody reads
+    assert q.wait(0.1) == []
+    for h in (lst, idle_srv, idle_cli, busy_srv, busy_cli):
+        q.close(h)
+    evs = collect(q, 3)
+    assert sorted((ev[1], ev[2]) for ev in evs) == [
+        ("accept", iocore.CANCELLED), ("recv", iocore.CANCELLED), ("send", iocore.CANCELLED)]
+    assert q.wait(0.1) == []  # exactly once
+    assert q.stats() == {"live_handles": 0, "pending_ops": 0, "timers": 0, "waiters": 1}
+
+
+def test_close_with_connect_pending(q):
+    # A listener whose backlog is full leaves the next connect pending.
+    lst = q.listen("127.0.0.1", 0, backlog=0)
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(lst.sockname)
+        fillers.append(s)
+    q.connect("127.0.0.1", lst.sockname[1], "c")
+    evs = q.wait(0.2)
+    if evs:  # the kernel accepted into the backlog after all
+        pytest.skip("could not hold a connect pending on this kernel")
+    st = q.stats()
+    assert st["live_handles"] == 2  # listener + the connecting socket
+    q.close_queue()  # closes the connecting handle too; nothing leaks
+    for s in fillers:
+        s.close()
+
+
+def test_close_inside_a_batch_and_fd_reuse(q):
+    lst = q.listen("127.0.0.1", 0)
+    a_srv, a_cli = pair(q)
+    q.recv(a_srv, "a")
+    a_cli_sock_fd = a_srv.fileno()
+    q.send(a_cli, "s", b"ping")
+    evs = collect(q, 2)
+    assert {ev[1] for ev in evs} == {"a", "s"}
+    # In the batch handling: close A, accept B, which reuses A's fd number.
+    q.close(a_srv)
+    q.accept(lst, "b")
+    c = socket.create_connection(lst.sockname)
+    (ev,) = collect(q, 1)
+    b = ev[3]
+    assert b.fileno() == a_cli_sock_fd
+    with pytest.raises(ValueError, match="closed"):
+        q.recv(a_srv, "stale")  # A's handle never matches B
+    c.sendall(b"to-b")
+    q.recv(b, "b-recv")
+    assert one(q) == (iocore.RECV, "b-recv", 0, b"to-b")
+    assert q.wait(0.1) == []
+    c.close()
+
+
+def test_tags_live_until_their_completion_and_no_longer(q):
+    server, client = pair(q)
+    tag = Tag("recv")
+    ref = weakref.ref(tag)
+    q.recv(server, tag)
+    del tag
+    gc.collect()
+    assert ref() is not None  # the core holds it while pending
+    q.close(server)
+    (ev,) = collect(q, 1)
+    assert ev[2] == iocore.CANCELLED and ev[1] is ref()
+    del ev
+    gc.collect()
+    assert ref() is None
+
+
+def test_closing_the_queue_releases_pending_tags(q):
+    server, client = pair(q)
+    tag = Tag("pending")
+    ref = weakref.ref(tag)
+    q.recv(server, tag)
+    q.post(Tag("posted"))
+    del tag
+    q.close_queue()
+    gc.collect()
+    assert ref() is None
+
+
+# -------------------------------------------------------- post and timers
+
+
+def test_post_from_another_thread_wakes_a_waiter(q):
+    t = threading.Timer(0.2, q.post, args=("wake", 42))
+    start = time.monotonic()
+    t.start()
+    assert q.wait(10) == [(iocore.POST, "wake", 0, 42)]
+    assert time.monotonic() - start < 5
+    t.join()
+
+
+def test_timers_fire_in_order_and_cancelled_ones_never(q):
+    q.call_later(0.15, "late")
+    q.call_later(0.05, "early")
+    dropped = q.call_later(0.1, "cancelled")
+    assert q.cancel_timer(dropped) is True
+    assert q.cancel_timer(dropped) is False
+    start = time.monotonic()
+    evs = collect(q, 2)
+    assert [ev[1] for ev in evs] == ["early", "late"]
+    assert all(ev[0] == iocore.TIMER for ev in evs)
+    assert time.monotonic() - start >= 0.14
+    assert q.wait(0.1) == []
+    assert q.stats()["timers"] == 0
+
+
+def test_wait_timeout_returns_empty(q):
+    start = time.monotonic()
+    assert q.wait(0.1) == []
+    assert 0.08 <= time.monotonic() - start < 2
+
+
+def test_a_signal_handler_exception_interrupts_wait(q):
+    import signal
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stop
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        start = time.monotonic()
+        with pytest.raises(Stop):
+            q.wait(10)
+        assert time.monotonic() - start < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ----------------------------------------------------------- bad arguments
+
+
+def test_bad_arguments_raise_clear_errors(q):
+    server, client = pair(q)
+    lst = q.listen("127.0.0.1", 0)
+    with pytest.raises(TypeError):
+        q.recv("not a handle", "t")
+    with pytest.raises(TypeError):
+        q.recv(None, "t")
+    with pytest.raises(ValueError, match="max_bytes"):
+        q.recv(server, "t", max_bytes=-1)
+    with pytest.raises(ValueError, match="wrong kind"):
+        q.recv(lst, "t")
+    with pytest.raises(ValueError, match="wrong kind"):
+        q.accept(server, "t")
+    q.recv(server, "first")
+    with pytest.raises(RuntimeError, match="already pending"):
+        q.recv(server, "second")
+    with pytest.raises(TypeError, match="bytes-like"):
+        q.send(client, "t", "text is not bytes")
+    with pytest.raises(TypeError, match="bytes-like"):
+        q.send(client, "t", [b"ok", 3])
+    with pytest.raises(ValueError, match="port"):
+        q.listen("127.0.0.1", 70000)
+    with pytest.raises(ValueError, match="timeout"):
+        q.wait(-1)
+    with pytest.raises(ValueError, match="seconds"):
+        q.call_later(-1, "t")
+    other = iocore.Queue()
+    with pytest.raises(ValueError, match="another queue"):
+        other.recv(server, "t")
+    other.close_queue()
+    q.close(client)
+    with pytest.raises(ValueError, match="closed"):
+        q.send(client, "t", b"x")
+    with pytest.raises(ValueError, match="closed"):
+        q.close(client)
+    with pytest.raises(ValueError, match="closed"):
+        client.fileno()
+    assert client.closed
+    with pytest.raises(socket.gaierror):
+        q.connect("no-such-host.invalid", 80, "t")
+
+
+def test_counters_return_to_zero(q):
+    server, client = pair(q)
+    q.recv(server, "r")
+    q.send(client, "s", b"x")
+    q.call_later(10, "t")
+    st = q.stats()
+    assert st["live_handles"] == 2 and st["pending_ops"] >= 1 and st["timers"] == 1
+    collect(q, 2)
+    q.close(server)
+    q.close(client)
+    assert q.stats()["pending_ops"] == 0 and q.stats()["live_handles"] == 0
+
+
+# ----------------------------------------------------------------- threads
+
+
+def test_four_threads_two_hundred_connections_every_byte_counted(q):
+    """4 threads wait on one queue; 200 clients echo 20 messages each.
+    No connection's completions are ever held by two threads at once."""
+    n_conns, rounds, size = 200, 20, 300
+    lst = q.listen("127.0.0.1", 0, backlog=512)
+    for i in range(n_conns):
+        q.accept(lst, ("accept", i))
+    lock = threading.Lock()
+    busy = {}  # connection -> thread currently handling its completion
+    errors = []
+    echoed = [0]
+    stop = threading.Event()
+
+    def serve():
+        mine = []
+        while not stop.is_set():
+            with lock:
+                for conn in mine:
+                    busy.pop(conn, None)
+            mine.clear()
+            for op, tag, status, value in q.wait(0.05):
+                if op == iocore.POST:
+                    return
+                conn = value if op == iocore.ACCEPT else tag
+                with lock:
+                    holder = busy.get(conn)
+                    if holder is not None and holder is not threading.current_thread():
+                        errors.append(f"two threads on {conn}")
+                    busy[conn] = threading.current_thread()
+                mine.append(conn)
+                time.sleep(0.0002)  # handler work that lets other threads run
+                if status != 0:
+                    if status != iocore.CANCELLED:
+                        errors.append((op, status))
+                    continue
+                if op == iocore.ACCEPT:
+                    q.recv(conn, conn)
+                elif op == iocore.RECV:
+                    if value == b"":
+                        q.close(conn)
+                        continue
+                    with lock:
+                        echoed[0] += len(value)
+                    q.send(conn, conn, value)
+                elif op == iocore.SEND:
+                    q.recv(conn, conn)
+
+    threads = [threading.Thread(target=serve) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        _run_clients(lst.sockname, n_conns, rounds, size)
+    finally:
+        stop.set()
+        for _ in threads:
+            q.post("stop")
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert echoed[0] == n_conns * rounds * size
+    assert q.stats()["waiters"] == 4
+
+
+def _run_clients(addr, n_conns, rounds, size):
+    """Plain blocking sockets in a few threads; each checks its echoes."""
+    failures = []
+
+    def client(ids):
+        for i in ids:
+            with socket.create_connection(addr, timeout=10) as s:
+                for r in range(rounds):
+                    msg = bytes([(i + r) % 256]) * size
+                    s.sendall(msg)
+                    got = b""
+                    while len(got) < size:
+                        chunk = s.recv(size - len(got))
+                        if not chunk:
+                            failures.append(i)
+                            return
+                        got += chunk
+                    if got != msg:
+                        failures.append(i)
+
+    # Connections stay open in each client thread only while it runs; use
+    # 20 client threads so many connections are live at once.
+    groups = [range(k, n_conns, 20) for k in range(20)]
+    threads = [threading.Thread(target=client, args=(g,)) for g in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "clients hung"
+    assert failures == []
