@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Creates .venv (once) and builds netcore into it, editable, with test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip setuptools Cython
+.venv/bin/python -m pip install -q -e ".[test,bench]"
