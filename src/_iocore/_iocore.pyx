@@ -109,16 +109,16 @@ cdef class Handle:
         return fd
 
     cdef object _name(self, bint peer):
-        cdef char storage[128]
+        cdef sockaddr_storage storage
         cdef char host[64]
         cdef int length = sizeof(storage)
         cdef int port = 0
         self.queue._check()
-        rc = nc_peername(self.queue._q, self._id, storage, &length) if peer else \
-            nc_sockname(self.queue._q, self._id, storage, &length)
+        rc = nc_peername(self.queue._q, self._id, &storage, &length) if peer else \
+            nc_sockname(self.queue._q, self._id, &storage, &length)
         if rc < 0:
             raise _error(rc, "peername" if peer else "sockname")
-        if nc_addr_to_text(storage, length, host, sizeof(host), &port) < 0:
+        if nc_addr_to_text(&storage, length, host, sizeof(host), &port) < 0:
             raise OSError("unsupported address family")
         return (host.decode(), port)
 
@@ -163,9 +163,11 @@ cdef int _resolve(object host, object port, bint passive, char *out, int *outlen
         raise ValueError(f"port must be an int in 0..65535, not {port!r}")
     if host is not None and not isinstance(host, str):
         raise TypeError(f"host must be a str or None, not {type(host).__name__}")
-    bhost = host.encode("idna") if host else None
+    cdef bytes bhost = host.encode("idna") if host else None
     bport = str(port).encode()
-    cdef const char *chost = NULL if bhost is None else <const char *>bhost
+    cdef const char *chost = NULL
+    if bhost is not None:
+        chost = bhost
     cdef const char *cport = bport
     with nogil:
         rc = nc_resolve(chost, cport, passive, out, outlen, &gai)
@@ -246,14 +248,14 @@ cdef class Queue:
         nc_queue_free(q, _release, NULL)
 
     def listen(self, host, int port, int backlog=1024, bint reuse_port=False):
-        cdef char addr[128]
+        cdef sockaddr_storage addr
         cdef int addrlen = sizeof(addr)
         cdef nc_id out = 0
         self._check()
         if backlog < 0:
             raise ValueError("backlog must be >= 0")
-        _resolve(host, port, True, addr, &addrlen)
-        rc = nc_listen(self._q, addr, addrlen, backlog, reuse_port, &out)
+        _resolve(host, port, True, <char *>&addr, &addrlen)
+        rc = nc_listen(self._q, <sockaddr *>&addr, addrlen, backlog, reuse_port, &out)
         if rc < 0:
             raise _error(rc, f"cannot listen on {host}:{port}")
         return self._new_handle(out)
@@ -268,12 +270,12 @@ cdef class Queue:
             raise _error(rc, "accept")
 
     def connect(self, host, int port, tag):
-        cdef char addr[128]
+        cdef sockaddr_storage addr
         cdef int addrlen = sizeof(addr)
         self._check()
-        _resolve(host, port, False, addr, &addrlen)
+        _resolve(host, port, False, <char *>&addr, &addrlen)
         Py_INCREF(tag)
-        rc = nc_connect(self._q, addr, addrlen, <void *>tag)
+        rc = nc_connect(self._q, <sockaddr *>&addr, addrlen, <void *>tag)
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, f"cannot connect to {host}:{port}")

@@ -386,26 +386,29 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     uint64_t deadline = timeout_ms < 0 ? 0 : nc_now_ms() + (uint64_t)timeout_ms;
     int rc = 0;
     for (;;) {
-        /* Always look at the OS once per batch, even with work in hand,
-         * so a stream of ready completions cannot starve the others. */
-        int64_t t = -1;
-        if (has_work(q, w))
-            t = 0;
-        else {
-            uint64_t now = nc_now_ms();
-            if (timeout_ms >= 0)
-                t = deadline > now ? (int64_t)(deadline - now) : 0;
-            int64_t tn = nc_timers_next_ms(&q->timers, now);
-            if (tn >= 0 && (t < 0 || tn < t))
-                t = tn;
+        /* With completions in hand, skip the OS every other batch: it saves
+         * a syscall per round trip, and looking at least every second
+         * batch keeps a stream of ready completions from starving others. */
+        int work = has_work(q, w);
+        if (work && !w->skipped_poll) {
+            w->skipped_poll = 1;
+        } else {
+            int64_t t = -1;
+            if (work)
+                t = 0;
+            else {
+                uint64_t now = nc_now_ms();
+                if (timeout_ms >= 0)
+                    t = deadline > now ? (int64_t)(deadline - now) : 0;
+                int64_t tn = nc_timers_next_ms(&q->timers, now);
+                if (tn >= 0 && (t < 0 || tn < t))
+                    t = tn;
+            }
+            if (t > 0x7fffffff)
+                t = 0x7fffffff;
+            w->skipped_poll = 0;
+            rc = q->be->poll(q, (int)t);
         }
-        if (t > 0x7fffffff)
-            t = 0x7fffffff;
-        if (t != 0)
-            q->sleepers++;
-        rc = q->be->poll(q, (int)t);
-        if (t != 0)
-            q->sleepers--;
         if (rc < 0)
             break;
         fire_timers(q);

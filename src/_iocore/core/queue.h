@@ -46,6 +46,7 @@ struct nc_handle {
     nc_sock_t sock;
     int kind;
     unsigned readable : 1, writable : 1, on_ready : 1, starved : 1, closed : 1;
+    unsigned hup : 1;      /* peer shut down or reset: reads never block again */
     int refs;              /* slot + queued ops + ready list + holding waiter */
     nc_opq rxq;            /* pending accepts (listener) or recvs (connection) */
     nc_opq txq;            /* pending sends, or the connect */
@@ -66,6 +67,7 @@ struct nc_waiter {
     /* output of the nc_wait() call in progress */
     nc_event *out;
     int nout, max_out;
+    int skipped_poll;      /* the last batch was served without polling */
 };
 
 typedef struct nc_slot {
@@ -142,6 +144,21 @@ void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
 char *nc_arena_take(nc_waiter *w, size_t want, size_t *len);
 /* Complete every queued op of h with NC_CANCELLED. */
 void nc_cancel_all(nc_queue *q, nc_handle *h);
+/* poll() brackets its blocking call with these: they drop the lock and
+ * count the thread as asleep (so completions made meanwhile wake it), and
+ * stop counting it the moment it is back, so it never wakes itself. */
+static inline void nc_poll_begin(nc_queue *q)
+{
+    q->sleepers++;
+    nc_unlock(&q->lock);
+}
+
+static inline void nc_poll_end(nc_queue *q)
+{
+    nc_lock(&q->lock);
+    q->sleepers--;
+}
+
 /* Called by poll() when the backend consumed a wake(). */
 static inline void nc_woken(nc_queue *q) { q->wake_pending = 0; }
 

@@ -2,6 +2,10 @@
 from libc.stdint cimport uint64_t
 
 cdef extern from "iocore.h" nogil:
+    struct sockaddr:
+        pass
+    struct sockaddr_storage:
+        pass
     ctypedef uint64_t nc_id
     ctypedef struct nc_queue:
         pass
@@ -42,9 +46,9 @@ cdef extern from "iocore.h" nogil:
     int nc_queue_new(const char *backend, nc_queue **out)
     const char *nc_queue_backend(const nc_queue *q)
     void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg) noexcept, void *arg)
-    int nc_listen(nc_queue *q, const void *addr, int addrlen, int backlog, int reuse_port, nc_id *out)
+    int nc_listen(nc_queue *q, const sockaddr *addr, int addrlen, int backlog, int reuse_port, nc_id *out)
     int nc_accept(nc_queue *q, nc_id listener, void *ctx)
-    int nc_connect(nc_queue *q, const void *addr, int addrlen, void *ctx)
+    int nc_connect(nc_queue *q, const sockaddr *addr, int addrlen, void *ctx)
     int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
     int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
     int nc_close(nc_queue *q, nc_id h)
@@ -52,8 +56,8 @@ cdef extern from "iocore.h" nogil:
     int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
     int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out)
     int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
-    int nc_sockname(nc_queue *q, nc_id h, void *out, int *len)
-    int nc_peername(nc_queue *q, nc_id h, void *out, int *len)
+    int nc_sockname(nc_queue *q, nc_id h, sockaddr_storage *out, int *len)
+    int nc_peername(nc_queue *q, nc_id h, sockaddr_storage *out, int *len)
     int nc_is_listener(nc_queue *q, nc_id h)
     void nc_get_stats(nc_queue *q, nc_stats *out)
     int nc_setsockopt(nc_queue *q, nc_id h, int level, int name, int value)

@@ -174,8 +174,10 @@ static void do_recv(nc_queue *q, nc_handle *h, nc_waiter *w)
         nc_complete(q, nc_opq_pop(&h->rxq), map_errno(errno));
         return;
     }
-    /* A short read drained the socket; the next arrival raises a new edge. */
-    if (n > 0 && (size_t)n < len)
+    /* A short read drained the socket; the next arrival raises a new edge.
+     * Not after a hang-up: its edge is already spent, and the EOF or error
+     * still has to be read. */
+    if (n > 0 && (size_t)n < len && !h->hup)
         h->readable = 0;
     nc_complete_recv(q, w, nc_opq_pop(&h->rxq), 0, buf, (size_t)n);
 }
@@ -331,9 +333,9 @@ static int ep_poll(nc_queue *q, int timeout_ms)
     if (timeout_ms == 0) {
         n = epoll_wait(st->epfd, evs, EVENTS_PER_POLL, 0);
     } else {
-        nc_unlock(&q->lock);
+        nc_poll_begin(q);
         n = epoll_wait(st->epfd, evs, EVENTS_PER_POLL, timeout_ms);
-        nc_lock(&q->lock);
+        nc_poll_end(q);
     }
     if (n < 0)
         return errno == EINTR ? NC_E_INTR : -errno;
@@ -353,6 +355,8 @@ static int ep_poll(nc_queue *q, int timeout_ms)
             continue;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             h->readable = 1;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            h->hup = 1;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             h->writable = 1;
         if (h->rxq.head || h->txq.head)
