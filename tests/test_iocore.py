@@ -4,6 +4,8 @@ import gc
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -222,6 +224,23 @@ def test_eof_reset_and_cancel_are_distinct(q):
         assert iocore.status_name(code) in ("OK", "ECONNRESET", "CANCELLED")
 
 
+def test_eof_queued_behind_data_is_still_reported(q):
+    # Data and FIN both arrive before the first read (loopback delivers them
+    # within sendall/shutdown): the short read must not swallow the hang-up,
+    # as edge-triggered epoll gives no second edge.
+    lst = q.listen("127.0.0.1", 0)
+    peer = socket.create_connection(lst.sockname)
+    peer.sendall(b"hello")
+    peer.shutdown(socket.SHUT_WR)
+    q.accept(lst, "a")
+    conn = one(q)[3]
+    q.recv(conn, "data")
+    assert one(q) == (iocore.RECV, "data", 0, b"hello")
+    q.recv(conn, "eof")
+    assert one(q) == (iocore.RECV, "eof", 0, b"")
+    peer.close()
+
+
 def _set_linger_zero(handle):
     # Handle.setsockopt takes ints; linger needs a struct, so go through a dup.
     s = socket.socket(fileno=socket.dup(handle.fileno()))
@@ -432,6 +451,52 @@ def test_bad_arguments_raise_clear_errors(q):
     with pytest.raises(socket.gaierror):
         q.connect("no-such-host.invalid", 80, "t")
 
+
+CLOSE_DURING_CALL = r"""
+import sys
+from netcore import iocore
+
+q = iocore.Queue(sys.argv[1])
+server = q.listen("127.0.0.1", 0)
+
+class Host(str):  # stands in for another thread closing the queue meanwhile
+    def encode(self, *args):
+        q.close_queue()
+        return str(self).encode(*args)
+
+class Timeout:
+    def __float__(self):
+        q.close_queue()
+        return 0.0
+
+class Parts(list):
+    def __getitem__(self, i):
+        q.close_queue()
+        return list.__getitem__(self, i)
+
+calls = {
+    "listen": lambda: q.listen(Host("127.0.0.1"), 0),
+    "connect": lambda: q.connect(Host("127.0.0.1"), 1, "t"),
+    "wait": lambda: q.wait(Timeout()),
+    "send": lambda: q.send(server, "t", Parts([b"x"])),
+}
+try:
+    calls[sys.argv[2]]()
+except ValueError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("call", ["listen", "connect", "wait", "send"])
+def test_queue_closed_while_a_call_runs_python_code(tmp_path, backend, call):
+    """listen/connect resolve without the GIL and wait/send convert their
+    arguments: the queue may be closed meanwhile, which must raise, not crash."""
+    script = tmp_path / "close_during_call.py"
+    script.write_text(CLOSE_DURING_CALL)
+    out = subprocess.run([sys.executable, str(script), backend, call],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"exit {out.returncode}: {out.stderr}"
+    assert "closed" in out.stdout
 
 def test_counters_return_to_zero(q):
     server, client = pair(q)
