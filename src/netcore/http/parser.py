@@ -1,0 +1,314 @@
+"""HTTP/1.1 request parsing (RFC 9112), strict, in pure Python.
+
+Why not httptools: its callbacks cost a Python call per URL, per header and
+per message, and its errors are strings we would have to map back to status
+codes (414/431/501/505 all look alike there).  Here a request head is found
+with one bytes.find(b"\\r\\n\\r\\n"), validated with two compiled regexes and
+split without per-byte Python work, and every rejection carries its status.
+
+Framing rules (RFC 9112 section 6) decided here:
+- Transfer-Encoding and Content-Length together: 400 (request smuggling).
+- Transfer-Encoding other than exactly "chunked": 501; in HTTP/1.0: 400.
+- Content-Length must be digits; duplicates must agree, else 400.
+- HTTP/1.1 needs exactly one Host; two Hosts are 400 in any version.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from .request import Request
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+# method SP request-target SP HTTP-version; the target is any run of
+# visible bytes (no controls, no spaces).
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
+# Anything shaped like a request line but with a version we do not speak.
+_OTHER_VERSION = re.compile(rb"" + _TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]+(?:\.[0-9]+)?")
+# field-name ":" OWS field-value OWS; the value excludes controls but HTAB.
+# A line starting with whitespace (obs-fold) or with space before the colon
+# does not match and is rejected.
+_HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
+_HOST = re.compile(rb"[-._~%!$&'()*+,;=:\[\]0-9A-Za-z]*")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+
+_SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"))
+
+
+class HTTPError(Exception):
+    """A request we refuse: answer ``status`` and close the connection."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+
+def _version_error(line: bytes) -> HTTPError:
+    if _OTHER_VERSION.fullmatch(line):
+        return HTTPError(505, "HTTP version not supported")
+    return HTTPError(400, "malformed request line")
+
+
+def check_incomplete_head(data: bytes, start: int, config) -> None:
+    """Called while a head has not fully arrived: fail early on size."""
+    line_end = data.find(b"\r\n", start)
+    if line_end < 0:
+        if len(data) - start > config.max_request_line:
+            raise HTTPError(414, "request line too long")
+        return
+    if line_end - start > config.max_request_line:
+        raise HTTPError(414, "request line too long")
+    if len(data) - line_end - 2 > config.max_header_bytes:
+        raise HTTPError(431, "request header section too large")
+
+
+# Memo tables for the pure, repeated parts of a head.  Clients send the same
+# request lines and the same header blocks over and over (same Host, same
+# User-Agent, same Accept...), and validating them is a pure function of
+# their bytes, so the result is cached: a repeated head costs two dict
+# lookups instead of a regex per line.  Entries are small and the tables are
+# bounded (cleared when full), so hostile input can only cause misses.
+_LINE_CACHE: dict[bytes, tuple[str, bytes, bool]] = {}
+_BLOCK_CACHE: dict[bytes, "_Block"] = {}
+_CACHE_MAX = 2048
+_BLOCK_CACHE_LIMIT = 4096   # bytes: longer header blocks are parsed every time
+
+
+class _Block:
+    """The parsed, validated meaning of one header block."""
+
+    __slots__ = ("headers", "hosts", "content_length", "te", "close", "keep_alive", "expect")
+
+    def __init__(self, block: bytes, config) -> None:
+        headers: list[tuple[bytes, bytes]] = []
+        hosts = 0
+        content_length = -1
+        te: Optional[bytes] = None
+        close = keep_alive = expect = False
+        lines = block.split(b"\r\n")
+        if len(lines) > config.max_header_count:
+            raise HTTPError(431, "too many header fields")
+        match = _HEADER.fullmatch
+        for hline in lines:
+            hm = match(hline)
+            if hm is None:
+                raise HTTPError(400, "malformed header field")
+            name, value = hm.groups()
+            name = name.lower()
+            if value[-1:] in b" \t" and value:
+                value = value.rstrip(b" \t")
+            headers.append((name, value))
+            if name not in _SPECIAL:
+                continue
+            if name == b"host":
+                hosts += 1
+                if hosts > 1:
+                    raise HTTPError(400, "duplicate Host header")
+                if _HOST.fullmatch(value) is None:
+                    raise HTTPError(400, "invalid Host header")
+            elif name == b"content-length":
+                for item in value.split(b","):
+                    item = item.strip(b" \t")
+                    if not item.isdigit() or len(item) > 18:
+                        raise HTTPError(400, "invalid Content-Length")
+                    n = int(item)
+                    if content_length >= 0 and n != content_length:
+                        raise HTTPError(400, "conflicting Content-Length values")
+                    content_length = n
+            elif name == b"transfer-encoding":
+                te = value if te is None else te + b"," + value
+            elif name == b"connection":
+                for token in value.lower().split(b","):
+                    token = token.strip(b" \t")
+                    if token == b"close":
+                        close = True
+                    elif token == b"keep-alive":
+                        keep_alive = True
+            else:  # expect
+                if value.lower() != b"100-continue":
+                    raise HTTPError(417, "unsupported expectation")
+                expect = True
+        self.headers = tuple(headers)
+        self.hosts = hosts
+        self.content_length = content_length
+        self.te = te
+        self.close = close
+        self.keep_alive = keep_alive
+        self.expect = expect
+
+
+_EMPTY_BLOCK = _Block.__new__(_Block)
+_EMPTY_BLOCK.headers = ()
+_EMPTY_BLOCK.hosts = 0
+_EMPTY_BLOCK.content_length = -1
+_EMPTY_BLOCK.te = None
+_EMPTY_BLOCK.close = _EMPTY_BLOCK.keep_alive = _EMPTY_BLOCK.expect = False
+
+
+def _request_line(line: bytes) -> tuple[str, bytes, bool]:
+    m = _REQUEST_LINE.fullmatch(line)
+    if m is None:
+        raise _version_error(line)
+    method, target, major, minor = m.groups()
+    if major != b"1":
+        raise HTTPError(505, "HTTP version not supported")
+    # Origin-form, absolute-form, or "*" for OPTIONS; authority-form is only
+    # for CONNECT, which a server (not a proxy) does not implement.
+    if target[:1] != b"/":
+        if target == b"*":
+            if method != b"OPTIONS":
+                raise HTTPError(400, "'*' target is only valid for OPTIONS")
+        elif method == b"CONNECT":
+            raise HTTPError(501, "CONNECT is not implemented")
+        elif b"://" not in target:
+            raise HTTPError(400, "malformed request target")
+    # 1.x for x >= 1 is compatible with 1.1 (RFC 9110 section 2.5)
+    return method.decode("ascii"), target, minor != b"0"
+
+
+def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Optional[tuple]]:
+    """Parse the head in data[start:end] (end is where b"\r\n\r\n" starts).
+
+    Returns (request, framing): framing is None for a request without a
+    body, else (content_length, chunked, expect_continue).  Raises HTTPError.
+    """
+    line_end = data.find(b"\r\n", start, end + 2)
+    if line_end - start > config.max_request_line:
+        raise HTTPError(414, "request line too long")
+    line = data[start:line_end]
+    parsed = _LINE_CACHE.get(line)
+    if parsed is None:
+        parsed = _request_line(line)
+        if len(_LINE_CACHE) >= _CACHE_MAX:
+            _LINE_CACHE.clear()
+        _LINE_CACHE[line] = parsed
+    method, target, http11 = parsed
+
+    if end > line_end:
+        if end - line_end > config.max_header_bytes:
+            raise HTTPError(431, "request header section too large")
+        block_bytes = data[line_end + 2:end]
+        block = _BLOCK_CACHE.get(block_bytes)
+        if block is None:
+            block = _Block(block_bytes, config)
+            if len(block_bytes) <= _BLOCK_CACHE_LIMIT:
+                if len(_BLOCK_CACHE) >= _CACHE_MAX:
+                    _BLOCK_CACHE.clear()
+                _BLOCK_CACHE[block_bytes] = block
+        elif len(block.headers) > config.max_header_count:
+            raise HTTPError(431, "too many header fields")
+    else:
+        block = _EMPTY_BLOCK
+
+    if http11:
+        if block.hosts != 1:
+            raise HTTPError(400, "missing Host header" if not block.hosts else "duplicate Host header")
+        keep_alive = not block.close
+    else:
+        keep_alive = block.keep_alive and not block.close
+    req = Request(method, target, "1.1" if http11 else "1.0", block.headers, keep_alive)
+    if block.te is None and block.content_length <= 0:
+        return req, None
+    te = block.te
+    content_length = block.content_length
+    if te is not None:
+        if content_length >= 0:
+            raise HTTPError(400, "both Transfer-Encoding and Content-Length")
+        if not http11:
+            raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        codings = [c.strip(b" \t").lower() for c in te.split(b",")]
+        if codings != [b"chunked"]:
+            if b"" in codings or codings[-1] != b"chunked" and b"chunked" in codings:
+                raise HTTPError(400, "malformed Transfer-Encoding")
+            raise HTTPError(501, "unsupported Transfer-Encoding")
+        return req, (0, True, block.expect and http11)
+    if content_length > config.max_body_bytes:
+        raise HTTPError(413, "request body too large")
+    return req, (content_length, False, block.expect and http11)
+
+
+class ChunkedReader:
+    """Incremental decoder of a chunked request body.
+
+    feed(data, pos) consumes what it can from data[pos:] and returns the new
+    position; ``done`` is set after the last chunk and its trailers.  Bytes
+    of an incomplete size line or trailer line are left unconsumed for the
+    caller to prepend to the next read.
+    """
+
+    __slots__ = ("parts", "size", "remaining", "state", "trailer_bytes", "trailers",
+                 "done", "max_body", "max_trailer", "max_count")
+
+    # states
+    SIZE, DATA, DATA_END, TRAILER = range(4)
+
+    def __init__(self, config) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.remaining = 0
+        self.state = self.SIZE
+        self.trailer_bytes = 0
+        self.trailers = 0
+        self.done = False
+        self.max_body = config.max_body_bytes
+        self.max_trailer = config.max_header_bytes
+        self.max_count = config.max_header_count
+
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+    def feed(self, data: bytes, pos: int) -> int:
+        n = len(data)
+        while pos < n and not self.done:
+            state = self.state
+            if state == self.DATA:
+                take = min(self.remaining, n - pos)
+                self.parts.append(data[pos:pos + take])
+                pos += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    self.state = self.DATA_END
+            elif state == self.DATA_END:
+                if n - pos < 2:
+                    if data[pos:pos + 1] != b"\r":
+                        raise HTTPError(400, "missing CRLF after chunk data")
+                    return pos
+                if data[pos:pos + 2] != b"\r\n":
+                    raise HTTPError(400, "missing CRLF after chunk data")
+                pos += 2
+                self.state = self.SIZE
+            else:
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > 1024 and state == self.SIZE:
+                        raise HTTPError(400, "chunk size line too long")
+                    if state == self.TRAILER and self.trailer_bytes + n - pos > self.max_trailer:
+                        raise HTTPError(431, "trailer section too large")
+                    return pos
+                line = data[pos:eol]
+                pos = eol + 2
+                if state == self.SIZE:
+                    m = _CHUNK_SIZE.fullmatch(line)
+                    if m is None:
+                        raise HTTPError(400, "malformed chunk size")
+                    size = int(m.group(1), 16)
+                    self.size += size
+                    if self.size > self.max_body:
+                        raise HTTPError(413, "request body too large")
+                    if size == 0:
+                        self.state = self.TRAILER
+                    else:
+                        self.remaining = size
+                        self.state = self.DATA
+                else:  # TRAILER: fields until an empty line; checked, dropped
+                    if not line:
+                        self.done = True
+                        break
+                    self.trailer_bytes += len(line) + 2
+                    self.trailers += 1
+                    if self.trailer_bytes > self.max_trailer or self.trailers > self.max_count:
+                        raise HTTPError(431, "trailer section too large")
+                    if _HEADER.fullmatch(line) is None:
+                        raise HTTPError(400, "malformed trailer field")
+        return pos

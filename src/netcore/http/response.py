@@ -1,0 +1,316 @@
+"""Response and its serialisation to bytes.
+
+The bytes of a response head depend on (status, headers, body length,
+connection disposition) and on the current second (Date).  Servers answer
+the same few shapes over and over, so complete heads are memoised per
+second: the steady-state cost of a response is a tuple, a dict lookup and
+two list appends.  The cache is cleared when the Date changes (the server
+ticks refresh_date() once a second) or when it grows past a bound.
+"""
+from __future__ import annotations
+
+import json
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+HeadersArg = Union[Mapping[str, str], Sequence[tuple[str, str]], None]
+BodyArg = Union[bytes, bytearray, memoryview, str, Iterable[bytes], Iterable[str]]
+
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_NO_BODY = frozenset((204, 304))
+_BAD_HEADER_CHARS = ("\r", "\n", "\x00")
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+# content-type defaults by kind of body
+_CT_BYTES = b"content-type: application/octet-stream\r\n"
+_CT_TEXT = b"content-type: text/plain; charset=utf-8\r\n"
+_CT_JSON = b"content-type: application/json\r\n"
+
+# connection dispositions: (http11, keep_alive) -> header line
+_CONN_LINE = {
+    (True, True): b"",
+    (True, False): b"connection: close\r\n",
+    (False, True): b"connection: keep-alive\r\n",
+    (False, False): b"connection: close\r\n",
+}
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Response:
+    """What a handler returns (it may also return bytes, str, dict or list).
+
+    ``body`` is bytes/str, or an iterable of bytes/str chunks; an iterable is
+    sent with chunked transfer-coding unless the headers give a
+    Content-Length.  ``headers`` is a mapping or a sequence of (name, value)
+    pairs (use pairs to repeat a name, e.g. Set-Cookie).
+    """
+
+    __slots__ = ("body", "status", "headers")
+
+    def __init__(self, body: BodyArg = b"", status: int = 200, headers: HeadersArg = None) -> None:
+        self.body = body
+        self.status = status
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+# ---------------------------------------------------------------- the clock
+
+class _Clock:
+    """The current Date header line and the per-second head cache."""
+
+    __slots__ = ("second", "date_line", "server_line", "heads")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.date_line = b""
+        self.server_line = b"server: netcore\r\n"
+        self.heads: dict[Any, bytes] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self.heads = {}
+
+
+CLOCK = _Clock()
+refresh_date = CLOCK.refresh
+
+
+def set_server_header(enabled: bool) -> None:
+    CLOCK.server_line = b"server: netcore\r\n" if enabled else b""
+    CLOCK.heads = {}
+
+
+# ---------------------------------------------------------------- headers
+
+class _Encoded:
+    """A user header set, validated and encoded once."""
+
+    __slots__ = ("block", "has_type", "length", "close", "has_server", "has_date")
+
+    def __init__(self, headers: HeadersArg) -> None:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        lines = []
+        self.has_type = False
+        self.length = -1
+        self.close = False
+        self.has_server = False
+        self.has_date = False
+        for name, value in items:  # type: ignore[union-attr]
+            name = str(name)
+            value = str(value)
+            lname = name.lower()
+            if not name or any(c in name for c in _BAD_HEADER_CHARS + (":", " ", "\t")):
+                raise ValueError(f"invalid header name {name!r}")
+            if any(c in value for c in _BAD_HEADER_CHARS):
+                raise ValueError(f"invalid header value for {name!r}")
+            if lname == "content-type":
+                self.has_type = True
+            elif lname == "content-length":
+                value = value.strip()
+                if not value.isdigit():
+                    raise ValueError(f"invalid content-length {value!r}")
+                self.length = int(value)
+                continue  # written by the server from the real body size
+            elif lname == "connection":
+                if "close" in value.lower():
+                    self.close = True
+                continue  # the server writes its own
+            elif lname == "transfer-encoding" or lname == "keep-alive":
+                continue  # framing is the server's business
+            elif lname == "server":
+                self.has_server = True
+            elif lname == "date":
+                self.has_date = True
+            lines.append(f"{name}: {value}\r\n")
+        self.block = "".join(lines).encode("latin-1")
+
+
+_encoded_cache: dict[Any, _Encoded] = {}
+
+
+def _encode_headers(headers: HeadersArg) -> tuple[Any, _Encoded]:
+    if headers is None:
+        return None, _NO_HEADERS
+    try:
+        if type(headers) is dict or isinstance(headers, Mapping):
+            key = tuple(headers.items())  # type: ignore[union-attr]
+        else:
+            key = tuple(headers)  # type: ignore[arg-type]
+        enc = _encoded_cache.get(key)
+    except TypeError:  # unhashable values: no caching
+        return None, _Encoded(headers)
+    if enc is None:
+        enc = _Encoded(headers)
+        if len(_encoded_cache) > 512:
+            _encoded_cache.clear()
+        _encoded_cache[key] = enc
+    return key, enc
+
+
+_NO_HEADERS = _Encoded(())
+
+
+def _status_line(status: int) -> bytes:
+    if type(status) is not int or not 200 <= status <= 999:
+        raise ValueError(f"invalid response status {status!r}")
+    return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+
+
+def _build_head(status: int, enc: _Encoded, default_type: bytes, length: int,
+                conn_line: bytes, chunked: bool) -> bytes:
+    parts = [_status_line(status),
+             b"" if enc.has_server else CLOCK.server_line,
+             b"" if enc.has_date else CLOCK.date_line,
+             enc.block]
+    if not enc.has_type and status not in _NO_BODY:
+        parts.append(default_type)
+    if length >= 0 and status not in _NO_BODY:
+        parts.append(b"content-length: %d\r\n" % length)
+    elif chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(conn_line)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+_KIND_TYPES = (_CT_BYTES, _CT_TEXT, _CT_JSON)
+
+
+def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list) -> bool:
+    """Serialise a handler's result onto ``out``; return keep-alive.
+
+    Raises TypeError/ValueError for results that cannot be sent; the caller
+    answers 500 instead.  Nothing is appended to ``out`` when it raises.
+    """
+    rtype = type(result)
+    if rtype is Response or isinstance(result, Response):
+        body = result.body
+        status = result.status
+        headers = result.headers
+        btype = type(body)
+        if btype is bytes:
+            kind = 0
+        elif btype is str:
+            body = body.encode("utf-8")
+            kind = 1
+        elif btype is bytearray or btype is memoryview:
+            body = bytes(body)
+            kind = 0
+        elif body is None:
+            body = b""
+            kind = 0
+        elif hasattr(body, "__iter__"):
+            return _render_iterable(body, status, headers, head_only, http11, keep_alive, out)
+        else:
+            raise TypeError(f"cannot send a {btype.__name__} as a response body")
+    else:
+        status = 200
+        headers = None
+        if rtype is bytes:
+            body = result
+            kind = 0
+        elif rtype is str:
+            body = result.encode("utf-8")
+            kind = 1
+        elif rtype is dict or rtype is list or isinstance(result, (dict, list)):
+            body = _json_encode(result).encode("utf-8")
+            kind = 2
+        elif rtype is bytearray or rtype is memoryview:
+            body = bytes(result)
+            kind = 0
+        else:
+            raise TypeError(f"cannot send a {rtype.__name__} as a response")
+
+    length = len(body)
+    # One lookup finds the finished head for this shape of response.
+    if headers is None:
+        hkey: Any = None
+    elif type(headers) is dict or isinstance(headers, Mapping):
+        hkey = tuple(headers.items())  # type: ignore[union-attr]
+    else:
+        hkey = tuple(headers)  # type: ignore[arg-type]
+    key = (status, hkey, length, kind, http11, keep_alive)
+    heads = CLOCK.heads
+    try:
+        hit = heads.get(key)
+    except TypeError:  # unhashable header values: build every time
+        hit = _make_head(status, headers, length, kind, http11, keep_alive)
+    else:
+        if hit is None:
+            hit = _make_head(status, headers, length, kind, http11, keep_alive)
+            if len(heads) >= 1024:
+                heads.clear()
+            heads[key] = hit
+    head, keep, with_body = hit
+    out.append(head)
+    if with_body and length and not head_only:
+        out.append(body)
+    return keep
+
+
+def _make_head(status: int, headers: HeadersArg, length: int, kind: int, http11: bool,
+               keep_alive: bool) -> tuple[bytes, bool, bool]:
+    enc = _Encoded(headers) if headers is not None else _NO_HEADERS
+    if enc.close:
+        keep_alive = False
+    if enc.length >= 0 and enc.length != length:
+        raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
+    head = _build_head(status, enc, _KIND_TYPES[kind], length, _CONN_LINE[http11, keep_alive], False)
+    return head, keep_alive, status not in _NO_BODY
+
+
+def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: bool,
+                     http11: bool, keep_alive: bool, out: list) -> bool:
+    _hkey, enc = _encode_headers(headers)
+    if enc.close:
+        keep_alive = False
+    length = enc.length
+    chunked = length < 0 and http11 and status not in _NO_BODY
+    if length < 0 and not http11:
+        keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
+    pieces: list[bytes] = []
+    sent = 0
+    try:
+        if not head_only and status not in _NO_BODY:
+            for chunk in body:
+                if type(chunk) is str:
+                    chunk = chunk.encode("utf-8")
+                elif type(chunk) is not bytes:
+                    chunk = bytes(chunk)
+                if not chunk:
+                    continue
+                sent += len(chunk)
+                if chunked:
+                    pieces.append(b"%x\r\n" % len(chunk))
+                    pieces.append(chunk)
+                    pieces.append(b"\r\n")
+                else:
+                    pieces.append(chunk)
+            if length >= 0 and sent != length:
+                raise ValueError(f"content-length {length} does not match the body ({sent} bytes)")
+            if chunked:
+                pieces.append(b"0\r\n\r\n")
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    out.append(_build_head(status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive], chunked))
+    out.extend(pieces)
+    return keep_alive
+
+
+def error_bytes(status: int, message: str) -> bytes:
+    """A complete plain-text error response that closes the connection."""
+    body = (message + "\n").encode("utf-8", "replace")
+    return b"".join((_status_line(status), CLOCK.server_line, CLOCK.date_line, _CT_TEXT,
+                     b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body))
