@@ -1,0 +1,99 @@
+"""Server configuration: limits, timeouts and switches, with their defaults.
+
+One plain object read on the hot path (attribute access only), so it is a
+__slots__ class rather than a dataclass with properties.  The CLI maps each
+field to a ``--option`` and a ``NETCORE_OPTION`` environment variable, so the
+names here are the public option names with dashes turned into underscores.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (default, type, help).  The single source of truth for serve()
+# keyword arguments and CLI options.
+OPTIONS: dict[str, tuple[Any, type, str]] = {
+    "host": ("127.0.0.1", str, "address to bind"),
+    "port": (8000, int, "port to bind (0 picks a free one)"),
+    "workers": (1, int, "worker processes (SO_REUSEPORT listener each on Linux)"),
+    "threads": (0, int, "run handlers in a pool of N threads (0: on the I/O thread)"),
+    "backend": ("auto", str, "completion backend: auto, epoll or iocp"),
+    "interface": ("native", str, "application interface (only 'native' for now)"),
+    "log_level": ("info", str, "logging level: critical, error, warning, info, debug"),
+    "access_log": (False, bool, "log every request to the netcore.access logger"),
+    "backlog": (1024, int, "listen backlog"),
+    "timeout_keep_alive": (5.0, float, "close an idle keep-alive connection after this many seconds"),
+    "timeout_header_read": (10.0, float, "a request head must arrive within this many seconds of its first byte"),
+    "timeout_body_read": (60.0, float, "a request body must arrive within this many seconds of its head"),
+    "timeout_graceful_shutdown": (10.0, float, "on SIGINT/SIGTERM, wait this long for in-flight requests"),
+    "limit_concurrency": (0, int, "stop accepting at this many open connections (0: no limit)"),
+    "max_request_line": (8190, int, "longest request line in bytes (414 above it)"),
+    "max_header_bytes": (32768, int, "largest header section in bytes (431 above it)"),
+    "max_header_count": (100, int, "most header fields in a request (431 above it)"),
+    "max_body_bytes": (10 * 1024 * 1024, int, "largest request body in bytes (413 above it)"),
+    "server_header": (True, bool, "send a 'Server: netcore' header"),
+}
+
+
+class Config:
+    """All server settings.  Unknown keywords raise TypeError."""
+
+    __slots__ = tuple(OPTIONS)
+
+    host: str
+    port: int
+    workers: int
+    threads: int
+    backend: str
+    interface: str
+    log_level: str
+    access_log: bool
+    backlog: int
+    timeout_keep_alive: float
+    timeout_header_read: float
+    timeout_body_read: float
+    timeout_graceful_shutdown: float
+    limit_concurrency: int
+    max_request_line: int
+    max_header_bytes: int
+    max_header_count: int
+    max_body_bytes: int
+    server_header: bool
+
+    def __init__(self, **options: Any) -> None:
+        for name, (default, _type, _help) in OPTIONS.items():
+            setattr(self, name, default)
+        for name, value in options.items():
+            if name not in OPTIONS:
+                raise TypeError(f"unknown option {name!r}")
+            if value is None:
+                continue
+            setattr(self, name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.interface != "native":
+            raise ValueError(f"interface {self.interface!r} is not available yet (only 'native')")
+        for name in ("workers",):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("threads", "limit_concurrency"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("max_request_line", "max_header_bytes", "max_header_count", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("timeout_keep_alive", "timeout_header_read", "timeout_body_read",
+                     "timeout_graceful_shutdown"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    def replace(self, **options: Any) -> "Config":
+        merged = {name: getattr(self, name) for name in OPTIONS}
+        merged.update(options)
+        return Config(**merged)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in OPTIONS)
+        return f"Config({inner})"
+
+
