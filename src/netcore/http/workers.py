@@ -1,0 +1,186 @@
+"""serve(): one process, or a supervisor over N worker processes.
+
+Workers each create their own queue and their own listening socket with
+SO_REUSEPORT (Linux): the kernel spreads connections over them and no
+accept lock or shared socket is needed.  The supervisor forks them, restarts
+one that dies, forwards SIGINT/SIGTERM (a second signal kills at once) and
+exits 0 when all workers have stopped cleanly.
+
+Workers run in their own process group so that a Ctrl-C on the terminal
+reaches only the supervisor, which forwards it once: a worker must not see
+the terminal's signal and then the forwarded one as "a second signal".
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Optional
+
+from .limits import Config
+from .server import App, run_server
+
+log = logging.getLogger("netcore.error")
+
+EXIT_LISTEN_FAILED = 3     # a worker could not bind: do not restart it
+RESTART_BACKOFF = 1.0      # seconds between restarts of a worker that died young
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    lvl = getattr(logging, str(level).upper(), None)
+    if not isinstance(lvl, int):
+        raise ValueError(f"unknown log level {level!r}")
+    logger = logging.getLogger("netcore")
+    logger.setLevel(lvl)
+    if not root.handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        access = logging.getLogger("netcore.access")
+        access_handler = logging.StreamHandler(sys.stdout)
+        access_handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(access_handler)
+        access.propagate = False
+
+
+def serve(app: App, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          **options: Any) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM.  Raises OSError if it cannot bind."""
+    config = Config(host=host, port=port, workers=workers, **options)
+    configure_logging(config.log_level)
+    if config.workers == 1:
+        run_server(app, config)
+        return
+    code = Supervisor(app, config).run()
+    if code:
+        raise SystemExit(code)
+
+
+def _reuse_port_supported() -> bool:
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+class Supervisor:
+    def __init__(self, app: App, config: Config) -> None:
+        if not hasattr(os, "fork"):
+            raise NotImplementedError("workers > 1 needs os.fork (not available on this platform)")
+        if not _reuse_port_supported():
+            # Sharing one listening socket needs the core to adopt an inherited
+            # socket, which iocore cannot do yet.
+            raise NotImplementedError("workers > 1 needs SO_REUSEPORT (Linux) for now")
+        self.app = app
+        self.config = config
+        self.children: dict[int, float] = {}   # pid -> start time
+        self.stopping = False
+        self.signals = 0
+        self.failed = False
+        self.placeholder: Optional[socket.socket] = None
+
+    def _reserve_port(self) -> None:
+        """Bind (without listening) the address with SO_REUSEPORT.
+
+        Gives a one-line error when the port is taken, and turns port 0 into
+        a concrete port that every worker then shares.
+        """
+        cfg = self.config
+        infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, stype, proto, _, addr = infos[0]
+        s = socket.socket(family, stype, proto)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            s.bind(addr)
+        except OSError:
+            s.close()
+            raise
+        self.placeholder = s
+        if cfg.port == 0:
+            self.config = cfg.replace(port=s.getsockname()[1])
+
+    def _spawn(self) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                os.setpgid(0, 0)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                if self.placeholder is not None:
+                    self.placeholder.close()
+                run_server(self.app, self.config, reuse_port=True, parent_pid=parent)
+            except OSError as exc:
+                log.error("worker %d cannot listen: %s", os.getpid(), exc)
+                code = EXIT_LISTEN_FAILED
+            except BaseException:
+                log.exception("worker %d crashed", os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.children[pid] = time.monotonic()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+        self.stopping = True
+        if self.signals > 1:
+            for pid in self.children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            os._exit(1)
+        for pid in self.children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def run(self) -> int:
+        self._reserve_port()
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        log.info("supervisor %d starting %d workers on %s:%d", os.getpid(), self.config.workers,
+                 self.config.host, self.config.port)
+        for _ in range(self.config.workers):
+            self._spawn()
+        # Workers have bound their own sockets once they serve; the
+        # placeholder only reserved the port.  Keep it until the first
+        # worker is up so port 0 cannot be taken in between.
+        time.sleep(0.2)
+        if self.placeholder is not None:
+            self.placeholder.close()
+            self.placeholder = None
+        exit_code = 0
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:  # pragma: no cover (PEP 475 retries)
+                continue
+            started = self.children.pop(pid, None)
+            if started is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                if code != 0:
+                    exit_code = 1
+                continue
+            if code == EXIT_LISTEN_FAILED:
+                log.error("worker %d could not listen; stopping", pid)
+                self.failed = True
+                self._on_signal(signal.SIGTERM, None)
+                exit_code = 1
+                continue
+            log.warning("worker %d exited with %s; restarting", pid, code)
+            if time.monotonic() - started < RESTART_BACKOFF:
+                time.sleep(RESTART_BACKOFF)
+            if not self.stopping:
+                self._spawn()
+        return exit_code
+
