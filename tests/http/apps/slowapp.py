@@ -1,0 +1,13 @@
+"""Apps for the subprocess tests (imported as tests.http.apps.slowapp via --app-dir)."""
+import os
+import time
+
+import netcore
+
+
+def app(request):
+    if request.path.startswith("/sleep/"):
+        time.sleep(float(request.path.split("/")[2]))
+    if request.path == "/pid":
+        return str(os.getpid())
+    return netcore.Response(b"ok")

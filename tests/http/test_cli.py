@@ -1,0 +1,164 @@
+"""CLI, signals, graceful shutdown and worker processes (real subprocesses)."""
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_cli, wait_for_port_in_log
+
+APP_DIR = os.path.join(REPO, "tests", "http", "apps")
+
+
+def get(port, path, timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=10):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("server did not exit")
+
+
+def test_example_app_via_python_m(tmp_path):
+    proc = run_cli(["examples.hello:app", "--port", "0"])
+    try:
+        port = wait_for_port_in_log(proc)
+        assert get(port, "/plaintext") == (200, b"Hello, World!")
+        status, body = get(port, "/json")
+        assert status == 200 and body == b'{"message":"Hello, World!"}'
+    finally:
+        assert stop(proc, signal.SIGINT) == 0
+
+
+def test_console_script_and_env_options():
+    exe = os.path.join(os.path.dirname(sys.executable), "netcore")
+    if not os.path.exists(exe):
+        pytest.skip("console script not installed")
+    env = dict(os.environ, NETCORE_PORT="0", NETCORE_APP_DIR=APP_DIR, NETCORE_ACCESS_LOG="1")
+    proc = subprocess.Popen([exe, "slowapp:app"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = wait_for_port_in_log(proc)
+        assert get(port, "/") == (200, b"ok")
+    finally:
+        assert stop(proc) == 0
+    out = proc.stdout.read()
+    assert '"GET / HTTP/1.1" 200 2 ' in out  # NETCORE_ACCESS_LOG=1 took effect
+
+
+def test_import_error_is_one_line_and_nonzero():
+    proc = run_cli(["no_such_module_xyz:app"])
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode != 0
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and "no_such_module_xyz" in lines[0]
+    proc = run_cli(["examples.hello:nope"])
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode != 0 and len(err.strip().splitlines()) == 1
+
+
+def test_port_in_use_is_one_line_and_nonzero():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        for extra in ([], ["--workers", "2"]):
+            proc = run_cli(["examples.hello:app", "--port", str(port), "--log-level", "warning", *extra])
+            out, err = proc.communicate(timeout=15)
+            assert proc.returncode != 0, extra
+            lines = [l for l in err.splitlines() if l.strip()]
+            assert len(lines) == 1 and "in use" in lines[0].lower(), (extra, err)
+    finally:
+        s.close()
+
+
+def test_graceful_shutdown_finishes_in_flight_and_closes_idle():
+    proc = run_cli(["slowapp:app", "--app-dir", APP_DIR, "--port", "0", "--threads", "2"])
+    try:
+        port = wait_for_port_in_log(proc)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in idle.recv(1000)
+        busy = socket.create_connection(("127.0.0.1", port), timeout=5)
+        busy.sendall(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert idle.recv(1000) == b""             # idle keep-alive connection closed
+        data = b""
+        while True:
+            chunk = busy.recv(1000)
+            if not chunk:
+                break
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in data
+        with pytest.raises(OSError):              # no longer accepting
+            socket.create_connection(("127.0.0.1", port), timeout=2).sendall(b"x")
+            raise ConnectionRefusedError
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_second_signal_exits_at_once():
+    proc = run_cli(["slowapp:app", "--app-dir", APP_DIR, "--port", "0", "--threads", "2",
+                    "--timeout-graceful-shutdown", "30"])
+    try:
+        port = wait_for_port_in_log(proc)
+        busy = socket.create_connection(("127.0.0.1", port), timeout=5)
+        busy.sendall(b"GET /sleep/20 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert proc.poll() is None                # still draining the slow request
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(5)
+        assert time.monotonic() - t0 < 2 and code != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_workers_share_port_restart_and_stop():
+    proc = run_cli(["slowapp:app", "--app-dir", APP_DIR, "--port", "0", "--workers", "2"])
+    try:
+        port = wait_for_port_in_log(proc)
+        pids = set()
+        deadline = time.monotonic() + 10
+        while len(pids) < 2 and time.monotonic() < deadline:
+            try:
+                pids.add(int(get(port, "/pid")[1]))
+            except OSError:
+                time.sleep(0.05)
+        assert len(pids) == 2, pids
+        victim = pids.pop()
+        os.kill(victim, signal.SIGKILL)
+        seen = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (seen - pids - {victim}):
+            try:
+                seen.add(int(get(port, "/pid")[1]))
+            except OSError:
+                time.sleep(0.05)
+        assert seen - pids - {victim}, "the killed worker was not replaced"
+        assert victim not in seen
+    finally:
+        code = stop(proc)
+    assert code == 0
