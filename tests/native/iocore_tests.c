@@ -803,6 +803,156 @@ static int test_slot_reuse(void)
     return 0;
 }
 
+/* -------------------------------------------- waiter hand-off and wake-ups */
+
+/* CPU time of the whole process, to catch threads that spin. */
+static uint64_t cpu_ms(void)
+{
+#ifdef _WIN32
+    FILETIME c, e, k, u;
+    GetProcessTimes(GetCurrentProcess(), &c, &e, &k, &u);
+    uint64_t kt = ((uint64_t)k.dwHighDateTime << 32) | k.dwLowDateTime;
+    uint64_t ut = ((uint64_t)u.dwHighDateTime << 32) | u.dwLowDateTime;
+    return (kt + ut) / 10000u;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+#endif
+}
+
+/* One nc_wait with a single-event batch; what it got and when. */
+typedef struct one_wait {
+    nc_queue *q;
+    int timeout_ms;
+    int n;
+    nc_event ev;
+    uint64_t took;
+} one_wait;
+
+static void wait_once(void *arg)
+{
+    one_wait *w = arg;
+    uint64_t t0 = t_now_ms();
+    w->n = nc_wait(w->q, &w->ev, 1, w->timeout_ms);
+    w->took = t_now_ms() - t0;
+}
+
+/* Two cancellations of one closed connection: while the first is in this
+ * thread's batch, no other waiter may be handed the second. */
+static int test_closed_handle_one_waiter(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    int port;
+    CHECK_OK(new_queue(&q));
+    CHECK_OK(listen_any(q, &lst, &port));
+    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK_OK(nc_setsockopt(q, c, SOL_SOCKET, SO_SNDBUF, 32768));
+    size_t big = 32u * 1024 * 1024;
+    char *payload = calloc(1, big);
+    CHECK(payload, "malloc");
+    nc_buf b = {payload, big};
+    CHECK_OK(nc_recv(q, c, 4096, &tag_recv));
+    CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
+    CHECK(expect_quiet(q, 200) == 0, "an op completed early");
+    CHECK_OK(nc_close(q, c));
+    nc_event ev;
+    CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.status == NC_CANCELLED, "first cancellation");
+    one_wait other = {q, 300, 0, {0}, 0};
+    t_thread t;
+    CHECK(t_thread_start(&t, wait_once, &other) == 0, "thread");
+    t_thread_join(t);
+    CHECK(other.n == 0, "another waiter got op %d (%s) of the connection this batch holds",
+          other.ev.op, nc_status_name(other.ev.status));
+    CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.status == NC_CANCELLED, "second cancellation");
+    nc_close(q, s);
+    nc_close(q, lst);
+    CHECK(stats_zero(q) == 0, "stats");
+    nc_queue_free(q, NULL, NULL);
+    free(payload);
+    return 0;
+}
+
+typedef struct idler {
+    nc_queue *q;
+    int stop;
+} idler;
+
+static void idle_waiter(void *arg)
+{
+    idler *id = arg;
+    nc_event evs[8];
+    while (!__atomic_load_n(&id->stop, __ATOMIC_SEQ_CST))
+        nc_wait(id->q, evs, 8, 200);
+}
+
+/* A ready handle held by a busy thread's batch: the idle waiters must sleep,
+ * not wake each other over and over until the holder comes back. */
+static int test_held_ready_no_spin(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    int port;
+    CHECK_OK(new_queue(&q));
+    CHECK_OK(listen_any(q, &lst, &port));
+    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    nc_buf b = {"abcdefgh", 8};
+    CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
+    CHECK_OK(nc_recv(q, s, 4, &tag_recv)); /* a full read: s stays readable */
+    nc_event ev;
+    int got_recv = 0;
+    while (!got_recv) {
+        CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.status == 0, "send/recv");
+        got_recv = ev.op == NC_OP_RECV;
+    }
+    CHECK(ev.nbytes == 4, "read %zu", ev.nbytes);
+    /* This thread's batch now holds s. */
+    idler id = {q, 0};
+    t_thread t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(t_thread_start(&t[i], idle_waiter, &id) == 0, "thread");
+    t_sleep_ms(100);
+    CHECK_OK(nc_recv(q, s, 4, &tag_recv)); /* s goes on the ready list */
+    uint64_t cpu0 = cpu_ms();
+    t_sleep_ms(500);
+    uint64_t used = cpu_ms() - cpu0;
+    __atomic_store_n(&id.stop, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 2; i++)
+        t_thread_join(t[i]);
+    CHECK(used < 50, "idle waiters used %u ms of CPU in 500 ms", (unsigned)used);
+    CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.op == NC_OP_RECV && ev.nbytes == 4, "second read");
+    nc_queue_free(q, NULL, NULL);
+    return 0;
+}
+
+/* A waiter whose batch is full leaves completions behind: another sleeping
+ * waiter must be woken for them, not left to its timeout. */
+static int test_full_batch_wakes_another(void)
+{
+    nc_queue *q;
+    CHECK_OK(new_queue(&q));
+    for (int round = 0; round < 5; round++) {
+        one_wait w[2];
+        t_thread t[2];
+        for (int i = 0; i < 2; i++) {
+            w[i] = (one_wait){q, 3000, 0, {0}, 0};
+            CHECK(t_thread_start(&t[i], wait_once, &w[i]) == 0, "thread");
+        }
+        t_sleep_ms(100); /* both asleep in the poller */
+        CHECK_OK(nc_post(q, &tag_post));
+        CHECK_OK(nc_post(q, &tag_post));
+        for (int i = 0; i < 2; i++)
+            t_thread_join(t[i]);
+        for (int i = 0; i < 2; i++)
+            CHECK(w[i].n == 1 && w[i].took < 1000, "round %d: waiter %d got %d after %u ms",
+                  round, i, w[i].n, (unsigned)w[i].took);
+    }
+    CHECK(stats_zero(q) == 0, "stats");
+    nc_queue_free(q, NULL, NULL);
+    return 0;
+}
+
 #ifdef _WIN32
 /* The Windows error table gives the statuses Linux gives. */
 static int test_win_error_map(void)
@@ -852,6 +1002,9 @@ static const t_case cases[] = {
     {"timers", test_timers, 20},
     {"threads_echo", test_threads_echo, 90},
     {"slot_reuse", test_slot_reuse, 20},
+    {"closed_handle_one_waiter", test_closed_handle_one_waiter, 30},
+    {"held_ready_no_spin", test_held_ready_no_spin, 20},
+    {"full_batch_wakes_another", test_full_batch_wakes_another, 60},
 #ifdef _WIN32
     {"win_error_map", test_win_error_map, 10},
 #endif

@@ -174,13 +174,22 @@ static void wake_one(nc_queue *q)
     }
 }
 
+/* Work on a handle some batch holds is for its holder alone, which looks
+ * at it on its next nc_wait(): waking anyone else would only make them
+ * re-queue it and wake the next sleeper, round and round. */
+static int for_holder_only(const nc_handle *h)
+{
+    return h && h->holder;
+}
+
 void nc_complete(nc_queue *q, nc_op *op, int status)
 {
     op->status = status;
     if (op->kind == NC_OP_RECV)
         op->nbytes = 0; /* a RECV through the FIFO carries no data */
     nc_opq_push(&q->done, op);
-    wake_one(q);
+    if (!for_holder_only(op->owner))
+        wake_one(q);
 }
 
 void nc_cancel_all(nc_queue *q, nc_handle *h)
@@ -204,7 +213,8 @@ void nc_mark_ready(nc_queue *q, nc_handle *h)
     else
         q->ready_head = h;
     q->ready_tail = h;
-    wake_one(q);
+    if (!for_holder_only(h))
+        wake_one(q);
 }
 
 /* --------------------------------------------------------------- waiters */
@@ -259,7 +269,8 @@ static void release_held(nc_queue *q, nc_waiter *w)
     w->nheld = 0;
 }
 
-/* Another waiter's batch holds h: leave its completions alone. */
+/* Another waiter's batch holds h: leave its completions alone.  With w
+ * NULL: any batch holds h. */
 static int held_by_other(const nc_handle *h, const nc_waiter *w)
 {
     return h && h->holder && h->holder != w;
@@ -284,7 +295,9 @@ static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t 
     ev->nbytes = n;
     ev->data = data;
     ev->handle = op->result;
-    if (op->owner && !op->owner->closed)
+    /* Closed or not: a closed connection's other cancellations must not
+     * reach another thread while this batch handles the first. */
+    if (op->owner)
         hold(q, w, op->owner);
     if (op->kind == NC_OP_ACCEPT && op->status == 0) {
         /* The new connection is this batch's too, until its next wait. */
@@ -420,6 +433,10 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
         if (timeout_ms >= 0 && nc_now_ms() >= deadline)
             break;
     }
+    /* A full batch may leave work nobody holds: hand it to a sleeper, or
+     * it waits for this thread's next call. */
+    if (has_work(q, NULL))
+        wake_one(q);
     w->out = NULL;
     nc_unlock(&q->lock);
     return w->nout > 0 ? w->nout : rc;
