@@ -255,6 +255,7 @@ cdef class Queue:
         if backlog < 0:
             raise ValueError("backlog must be >= 0")
         _resolve(host, port, True, <char *>&addr, &addrlen)
+        self._check()  # resolving ran without the GIL: closed meanwhile?
         rc = nc_listen(self._q, <sockaddr *>&addr, addrlen, backlog, reuse_port, &out)
         if rc < 0:
             raise _error(rc, f"cannot listen on {host}:{port}")
@@ -274,6 +275,7 @@ cdef class Queue:
         cdef int addrlen = sizeof(addr)
         self._check()
         _resolve(host, port, False, <char *>&addr, &addrlen)
+        self._check()  # resolving ran without the GIL: closed meanwhile?
         Py_INCREF(tag)
         rc = nc_connect(self._q, <sockaddr *>&addr, addrlen, <void *>tag)
         if rc < 0:
@@ -315,6 +317,7 @@ cdef class Queue:
             try:
                 for i in range(n):
                     keep.append(_buffer_of(items[i], &bufs[i]))
+                self._check()  # items' own code may have closed the queue
             except BaseException:
                 if bufs != stackbufs:
                     free(bufs)
@@ -388,7 +391,6 @@ cdef class Queue:
         cdef nc_event *evs = stackev
         cdef int n, i, tmo
         cdef double t, deadline = 0
-        self._check()
         if max_events <= 0:
             raise ValueError(f"max_events must be positive, not {max_events}")
         if timeout is None:
@@ -398,6 +400,7 @@ cdef class Queue:
             if not t >= 0:
                 raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
             tmo = <int>ceil(t * 1000.0) if t < 2000000.0 else 2000000000
+        self._check()  # after float(timeout), which may run Python code
         if max_events > STACK_EVENTS:
             evs = <nc_event *>malloc(max_events * sizeof(nc_event))
             if evs == NULL:
