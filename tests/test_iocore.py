@@ -578,6 +578,23 @@ def test_four_threads_two_hundred_connections_every_byte_counted(q):
     assert q.stats()["waiters"] == 4
 
 
+def test_a_thread_that_leaves_frees_its_batch_for_others(q):
+    server, client = pair(q)  # this thread's batch now holds both
+    q.send(client, "s", b"x")
+    got = []
+    other = threading.Thread(target=lambda: got.extend(q.wait(0.3)))
+    other.start()
+    other.join(5)
+    assert got == []  # held by this thread's batch: not for another thread
+    before = q.stats()["waiters"]
+    q.leave()
+    assert q.stats()["waiters"] == before - 1  # this thread's record is gone
+    other = threading.Thread(target=lambda: got.extend(q.wait(5)))
+    other.start()
+    other.join(10)
+    assert got == [(iocore.SEND, "s", 0, 1)]
+
+
 def _run_clients(addr, n_conns, rounds, size):
     """Plain blocking sockets in a few threads; each checks its echoes."""
     failures = []

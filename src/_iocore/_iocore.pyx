@@ -376,6 +376,12 @@ cdef class Queue:
             return True
         return False
 
+    def leave(self):
+        """This thread stops calling wait(): the connections its last batch
+        holds become free for the other waiting threads."""
+        self._check()
+        nc_leave(self._q)
+
     def stats(self):
         """Debug counters: live handles, pending operations, armed timers, waiter threads."""
         cdef nc_stats st
@@ -418,11 +424,20 @@ cdef class Queue:
                 # with PEP 475 retries this may extend the wait slightly)
             if n < 0:
                 raise _error(n, "wait")
-            out = PyList_New(n)
-            for i in range(n):
-                ev = self._convert(&evs[i])
-                Py_INCREF(ev)
-                PyList_SET_ITEM(out, i, ev)
+            out = []
+            i = 0
+            try:
+                while i < n:
+                    out.append(self._convert(&evs[i]))
+                    i += 1
+            except BaseException:
+                # Out of memory mid-batch: the events not converted still
+                # hold their tags; drop those references, don't leak them.
+                i += 1
+                while i < n:
+                    Py_DECREF(<object>evs[i].ctx)
+                    i += 1
+                raise
             return out
         finally:
             self._waiting -= 1

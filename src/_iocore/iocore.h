@@ -122,6 +122,9 @@ int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out);
 /* Blocks up to timeout_ms (-1 = forever) for at least one completion and
  * returns how many were stored in events[] (0 on timeout), or a negative status. */
 int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms);
+/* The calling thread stops waiting on q: the handles its last batch holds
+ * become free for other waiters, and its per-thread state is freed. */
+void nc_leave(nc_queue *q);
 
 int nc_fileno(nc_queue *q, nc_id h, nc_sock_t *out);
 int nc_sockname(nc_queue *q, nc_id h, struct sockaddr_storage *out, int *len);

@@ -369,10 +369,13 @@ static void fire_timers(nc_queue *q)
 {
     void *ctx;
     uint64_t now = nc_now_ms();
-    while (nc_timers_pop_due(&q->timers, now, &ctx)) {
-        nc_op *op = nc_op_new(q, NC_OP_TIMER, ctx);
-        if (!op) /* keep it armed; the next pass retries */
+    while (nc_timers_next_ms(&q->timers, now) == 0) {
+        /* Record first, pop second: out of memory leaves the timer armed. */
+        nc_op *op = nc_op_new(q, NC_OP_TIMER, NULL);
+        if (!op)
             break;
+        nc_timers_pop_due(&q->timers, now, &ctx);
+        op->ctx = ctx;
         nc_complete(q, op, 0);
     }
 }
@@ -440,6 +443,27 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     w->out = NULL;
     nc_unlock(&q->lock);
     return w->nout > 0 ? w->nout : rc;
+}
+
+void nc_leave(nc_queue *q)
+{
+    nc_lock(&q->lock);
+    nc_tid self = nc_thread_id();
+    for (nc_waiter **pw = &q->waiters; *pw; pw = &(*pw)->next) {
+        nc_waiter *w = *pw;
+        if (!nc_tid_equal(w->tid, self))
+            continue;
+        release_held(q, w);
+        *pw = w->next;
+        q->nwaiters--;
+        free(w->arena);
+        free(w->held);
+        free(w);
+        if (has_work(q, NULL))
+            wake_one(q); /* what it held may be someone else's now */
+        break;
+    }
+    nc_unlock(&q->lock);
 }
 
 /* -------------------------------------------------------- queue lifetime */

@@ -56,6 +56,7 @@ cdef extern from "iocore.h" nogil:
     int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
     int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out)
     int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
+    void nc_leave(nc_queue *q)
     int nc_sockname(nc_queue *q, nc_id h, sockaddr_storage *out, int *len)
     int nc_peername(nc_queue *q, nc_id h, sockaddr_storage *out, int *len)
     int nc_is_listener(nc_queue *q, nc_id h)

@@ -32,6 +32,7 @@ typedef struct ep_state {
      * after STARVED_RETRY_MS, never in a busy loop. */
     nc_id starved[MAX_STARVED];
     int nstarved;
+    int overflow;        /* more starved than the array holds: scan slots */
     uint64_t retry_at;
 } ep_state;
 
@@ -80,18 +81,27 @@ static int ep_attach(nc_queue *q, nc_handle *h)
     return epoll_ctl(STATE(q)->epfd, EPOLL_CTL_ADD, h->sock, &ev) < 0 ? -errno : 0;
 }
 
+static void wake_listener(nc_queue *q, nc_handle *h)
+{
+    h->starved = 0;
+    h->readable = 1;
+    nc_mark_ready(q, h);
+}
+
 static void wake_starved(nc_queue *q)
 {
     ep_state *st = STATE(q);
     for (int i = 0; i < st->nstarved; i++) {
         nc_handle *h = nc_lookup(q, st->starved[i]);
-        if (h) {
-            h->starved = 0;
-            h->readable = 1;
-            nc_mark_ready(q, h);
-        }
+        if (h)
+            wake_listener(q, h);
     }
+    if (st->overflow)
+        for (uint32_t i = 1; i < q->nslots; i++)
+            if (q->slots[i].h && q->slots[i].h->starved)
+                wake_listener(q, q->slots[i].h);
     st->nstarved = 0;
+    st->overflow = 0;
     st->retry_at = 0;
 }
 
@@ -99,9 +109,12 @@ static void starve(nc_queue *q, nc_handle *h)
 {
     ep_state *st = STATE(q);
     h->readable = 0;
-    if (!h->starved && st->nstarved < MAX_STARVED) {
+    if (!h->starved) {
         h->starved = 1;
-        st->starved[st->nstarved++] = h->id;
+        if (st->nstarved < MAX_STARVED)
+            st->starved[st->nstarved++] = h->id;
+        else
+            st->overflow = 1;
     }
     st->retry_at = nc_now_ms() + STARVED_RETRY_MS;
 }
@@ -283,7 +296,7 @@ static void ep_close(nc_queue *q, nc_handle *h)
     epoll_ctl(STATE(q)->epfd, EPOLL_CTL_DEL, h->sock, NULL);
     close(h->sock);
     nc_cancel_all(q, h);
-    if (STATE(q)->nstarved)
+    if (STATE(q)->nstarved || STATE(q)->overflow)
         wake_starved(q);
 }
 
