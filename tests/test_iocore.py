@@ -108,6 +108,25 @@ def test_connections_have_nodelay_and_listeners_reuse_port(q):
         assert b.sockname == a.sockname
 
 
+def test_adopt_a_listening_socket_made_elsewhere(q):
+    with socket.socket() as made:
+        made.bind(("127.0.0.1", 0))
+        made.listen()
+        lst = q.adopt_listener(made)
+        assert lst.is_listener and lst.sockname == made.getsockname()
+        q.accept(lst, "a")
+        with socket.create_connection(made.getsockname()):
+            op, tag, status, conn = one(q)
+            assert (op, tag, status) == (iocore.ACCEPT, "a", 0)
+            assert not conn.is_listener
+    q.close(lst)
+    with socket.socket() as idle, pytest.raises(ValueError, match="listening"):
+        q.adopt_listener(idle)
+    with pytest.raises(TypeError):
+        q.adopt_listener(3)
+    assert q.stats()["live_handles"] == 1  # only the accepted connection
+
+
 def test_listen_on_a_port_in_use_raises(q):
     lst = q.listen("127.0.0.1", 0)
     with pytest.raises(OSError) as info:

@@ -261,6 +261,25 @@ cdef class Queue:
             raise _error(rc, f"cannot listen on {host}:{port}")
         return self._new_handle(out)
 
+    def adopt_listener(self, sock):
+        """Serve a listening socket.socket made elsewhere (e.g. one shared by
+        worker processes); the queue works on its own duplicate, so the
+        caller's socket stays the caller's."""
+        cdef nc_id out = 0
+        self._check()
+        if not isinstance(sock, socket.socket):
+            raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+        fd = sock.dup().detach()
+        if self._q == NULL:  # closed by another thread meanwhile
+            socket.close(fd)
+            self._check()
+        rc = nc_adopt_ll(self._q, fd, &out)  # closes fd on failure
+        if rc == NC_E_INVAL:
+            raise ValueError("adopt_listener needs a listening socket")
+        if rc < 0:
+            raise _error(rc, "adopt_listener")
+        return self._new_handle(out)
+
     def accept(self, Handle listener, tag):
         cdef nc_id id = self._handle_id(listener)
         self._check()

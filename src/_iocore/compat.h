@@ -23,6 +23,11 @@ static long long nc_fileno_ll(nc_queue *q, nc_id h, int *rc)
     return (long long)s;
 }
 
+static int nc_adopt_ll(nc_queue *q, long long s, nc_id *out)
+{
+    return nc_adopt_listener(q, (nc_sock_t)s, out);
+}
+
 static int nc_resolve(const char *host, const char *port, int passive,
                       void *out, int *outlen, int *gai_error)
 {

@@ -106,6 +106,9 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
 
 int nc_listen(nc_queue *q, const struct sockaddr *addr, int addrlen,
               int backlog, int reuse_port, nc_id *out);
+/* Takes over a listening socket made elsewhere (inherited by a worker,
+ * say); it is closed with the handle, or at once on failure. */
+int nc_adopt_listener(nc_queue *q, nc_sock_t s, nc_id *out);
 int nc_accept(nc_queue *q, nc_id listener, void *ctx);
 int nc_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, void *ctx);
 int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx);

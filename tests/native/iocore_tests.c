@@ -160,6 +160,31 @@ static int test_accept(void)
     return 0;
 }
 
+/* A listening socket made outside the core (as a worker inherits one)
+ * serves accepts like one from nc_listen, and closes with its handle. */
+static int test_adopt_listener(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s, plain;
+    CHECK_OK(new_queue(&q));
+    struct sockaddr_in a = loopback(0);
+    nc_sock_t raw = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bind(raw, (struct sockaddr *)&a, sizeof a) == 0 && listen(raw, 16) == 0, "bind/listen");
+    CHECK_OK(nc_adopt_listener(q, raw, &lst));
+    struct sockaddr_storage ss;
+    int len = 0;
+    CHECK_OK(nc_sockname(q, lst, &ss, &len));
+    CHECK(make_pair(q, lst, ntohs(((struct sockaddr_in *)&ss)->sin_port), &c, &s) == 0, "pair");
+    nc_sock_t idle = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(nc_adopt_listener(q, idle, &plain) == NC_E_INVAL, "adopted a socket that does not listen");
+    CHECK_OK(nc_close(q, c));
+    CHECK_OK(nc_close(q, s));
+    CHECK_OK(nc_close(q, lst));
+    CHECK(stats_zero(q) == 0, "stats");
+    nc_queue_free(q, NULL, NULL);
+    return 0;
+}
+
 static int test_connect(void)
 {
     nc_queue *q;
@@ -990,6 +1015,7 @@ static int test_win_error_map(void)
 
 static const t_case cases[] = {
     {"accept", test_accept, 20},
+    {"adopt_listener", test_adopt_listener, 20},
     {"connect", test_connect, 20},
     {"connect_refused", test_connect_refused, 20},
     {"echo_1mib", test_echo_1mib, 60},

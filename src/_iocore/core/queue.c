@@ -565,28 +565,42 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
 
 /* ------------------------------------------------------------ operations */
 
+/* Makes a handle of a listening socket; on failure the socket is closed. */
+static int add_listener(nc_queue *q, nc_sock_t s, nc_id *out)
+{
+    nc_lock(&q->lock);
+    int closing = q->closing;
+    nc_handle *h = closing ? NULL : nc_handle_new(q, s, NC_LISTENER);
+    if (!h) {
+        nc_unlock(&q->lock);
+        nc_sock_close(s);
+        return closing ? NC_E_CLOSED : NC_E_NOMEM;
+    }
+    int rc = q->be->attach(q, h);
+    if (rc < 0)
+        nc_handle_close(q, h);
+    else
+        *out = h->id;
+    nc_unlock(&q->lock);
+    return rc;
+}
+
 int nc_listen(nc_queue *q, const struct sockaddr *addr, int addrlen,
               int backlog, int reuse_port, nc_id *out)
 {
     nc_sock_t s;
     int rc = nc_sock_listen(addr, addrlen, backlog, reuse_port, &s);
-    if (rc < 0)
-        return rc;
-    nc_lock(&q->lock);
-    nc_handle *h = q->closing ? NULL : nc_handle_new(q, s, NC_LISTENER);
-    if (!h) {
-        nc_unlock(&q->lock);
-        nc_sock_close(s);
-        return q->closing ? NC_E_CLOSED : NC_E_NOMEM;
-    }
-    rc = q->be->attach(q, h);
+    return rc < 0 ? rc : add_listener(q, s, out);
+}
+
+int nc_adopt_listener(nc_queue *q, nc_sock_t s, nc_id *out)
+{
+    int rc = nc_sock_adopt(s);
     if (rc < 0) {
-        nc_handle_close(q, h);
-    } else {
-        *out = h->id;
+        nc_sock_close(s);
+        return rc;
     }
-    nc_unlock(&q->lock);
-    return rc;
+    return add_listener(q, s, out);
 }
 
 /* Looks up h, checks its kind and queues a new op on it. */

@@ -9,6 +9,8 @@
 int nc_sock_listen(const struct sockaddr *addr, int addrlen, int backlog,
                    int reuse_port, nc_sock_t *out);
 void nc_sock_close(nc_sock_t s);
+/* Checks that s is a listening socket and makes it non-blocking. */
+int nc_sock_adopt(nc_sock_t s);
 int nc_sock_name(nc_sock_t s, int peer, struct sockaddr_storage *out, int *len);
 int nc_sock_setopt(nc_sock_t s, int level, int name, int value);
 int nc_sock_getopt(nc_sock_t s, int level, int name, int *value);

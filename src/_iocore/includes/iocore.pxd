@@ -68,6 +68,8 @@ cdef extern from "iocore.h" nogil:
 cdef extern from "compat.h" nogil:
     # fileno as a Python int on every platform (SOCKET is unsigned on Windows)
     long long nc_fileno_ll(nc_queue *q, nc_id h, int *rc)
+    # nc_adopt_listener with the socket number as a Python int
+    int nc_adopt_ll(nc_queue *q, long long s, nc_id *out)
     # getaddrinfo into a caller buffer: 0 or a negative status / EAI code
     int nc_resolve(const char *host, const char *port, int passive,
                    void *out, int *outlen, int *gai_error)

@@ -41,6 +41,20 @@ fail:;
     return -err;
 }
 
+int nc_sock_adopt(nc_sock_t s)
+{
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+        return -errno;
+    if (!listening)
+        return NC_E_INVAL;
+    int flags = fcntl(s, F_GETFL);
+    if (flags < 0 || fcntl(s, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
 void nc_sock_close(nc_sock_t s)
 {
     close(s);

@@ -126,6 +126,18 @@ int nc_sock_listen(const struct sockaddr *addr, int addrlen, int backlog,
     return 0;
 }
 
+int nc_sock_adopt(nc_sock_t s)
+{
+    BOOL listening = FALSE;
+    int len = sizeof listening;
+    if (getsockopt(s, SOL_SOCKET, SO_ACCEPTCONN, (char *)&listening, &len) != 0)
+        return nc_sock_error();
+    if (!listening)
+        return NC_E_INVAL;
+    u_long nonblocking = 1;
+    return ioctlsocket(s, FIONBIO, &nonblocking) == 0 ? 0 : nc_sock_error();
+}
+
 void nc_sock_close(nc_sock_t s)
 {
     closesocket(s);
