@@ -32,6 +32,16 @@ ext = Extension(
 )
 
 
+# HTTP hot-path helpers (plain C API); netcore.http falls back to pure
+# Python when this module is missing.  Kept apart from the protocol-agnostic
+# core above.
+http_ext = Extension(
+    "netcore._http",
+    sources=["src/_http/_http.c"],
+    extra_compile_args=extra_compile_args,
+)
+
+
 def extensions():
     from Cython.Build import cythonize
 
@@ -39,7 +49,7 @@ def extensions():
         [ext],
         include_path=[CORE, os.path.join(CORE, "includes")],
         compiler_directives={"language_level": "3"},
-    )
+    ) + [http_ext]
 
 
 setup(ext_modules=extensions())

@@ -22,6 +22,12 @@ _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 _NO_BODY = frozenset((204, 304))
 _BAD_HEADER_CHARS = ("\r", "\n", "\x00")
 _json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+try:
+    # Same bytes as _json_encode(x).encode("utf-8") for plain dict/list/str/
+    # int/float/bool/None data, ~15x faster; None means "use _json_encode".
+    from .._http import json_simple as _json_simple
+except ImportError:  # extension not built: pure Python throughout
+    _json_simple = None
 
 # content-type defaults by kind of body
 _CT_BYTES = b"content-type: application/octet-stream\r\n"
@@ -193,7 +199,10 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
     answers 500 instead.  Nothing is appended to ``out`` when it raises.
     """
     rtype = type(result)
-    if rtype is Response or isinstance(result, Response):
+    # exact types first: isinstance() is the slow test, and no Response
+    # subclass can also be a dict, bytes or str (layout conflict)
+    if rtype is Response or (rtype is not dict and rtype is not bytes and rtype is not str
+                             and isinstance(result, Response)):
         body = result.body
         status = result.status
         headers = result.headers
@@ -223,7 +232,9 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
             body = result.encode("utf-8")
             kind = 1
         elif rtype is dict or rtype is list or isinstance(result, (dict, list)):
-            body = _json_encode(result).encode("utf-8")
+            body = _json_simple(result) if _json_simple is not None else None
+            if body is None:
+                body = _json_encode(result).encode("utf-8")
             kind = 2
         elif rtype is bytearray or rtype is memoryview:
             body = bytes(result)
