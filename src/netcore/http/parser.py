@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .request import Request
+from .request import Request, split_target
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 # method SP request-target SP HTTP-version; the target is any run of
@@ -167,12 +167,9 @@ def _request_line(line: bytes) -> tuple[str, bytes, bool]:
     return method.decode("ascii"), target, minor != b"0"
 
 
-def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Optional[tuple]]:
-    """Parse the head in data[start:end] (end is where b"\r\n\r\n" starts).
-
-    Returns (request, framing): framing is None for a request without a
-    body, else (content_length, chunked, expect_continue).  Raises HTTPError.
-    """
+def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
+    """Validate the head in data[start:end]; return (method, target, http11,
+    headers, keep_alive, framing) as documented in parse_head."""
     line_end = data.find(b"\r\n", start, end + 2)
     if line_end - start > config.max_request_line:
         raise HTTPError(414, "request line too long")
@@ -207,9 +204,8 @@ def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Opti
         keep_alive = not block.close
     else:
         keep_alive = block.keep_alive and not block.close
-    req = Request(method, target, "1.1" if http11 else "1.0", block.headers, keep_alive)
     if block.te is None and block.content_length <= 0:
-        return req, None
+        return method, target, http11, block.headers, keep_alive, None
     te = block.te
     content_length = block.content_length
     if te is not None:
@@ -222,10 +218,51 @@ def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Opti
             if b"" in codings or codings[-1] != b"chunked" and b"chunked" in codings:
                 raise HTTPError(400, "malformed Transfer-Encoding")
             raise HTTPError(501, "unsupported Transfer-Encoding")
-        return req, (0, True, block.expect and http11)
+        return method, target, http11, block.headers, keep_alive, (0, True, block.expect and http11)
     if content_length > config.max_body_bytes:
         raise HTTPError(413, "request body too large")
-    return req, (content_length, False, block.expect and http11)
+    return (method, target, http11, block.headers, keep_alive,
+            (content_length, False, block.expect and http11))
+
+
+def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Optional[tuple]]:
+    """Parse the head in data[start:end] (end is where b"\r\n\r\n" starts).
+
+    Returns (request, framing): framing is None for a request without a
+    body, else (content_length, chunked, expect_continue).  Raises HTTPError.
+    """
+    method, target, http11, headers, keep_alive, framing = _parse_fields(data, start, end, config)
+    return Request(method, target, "1.1" if http11 else "1.0", headers, keep_alive), framing
+
+
+# Whole-head memo for the server's fast path.  A complete head (request line
+# plus header block) is a pure function of its bytes and of the limits in
+# ``config``, and keep-alive clients repeat theirs byte for byte, so the
+# validated result is kept per head: a repeated request costs one find, one
+# slice and one dict lookup before its Request is built.  Only heads the fast
+# path can finish alone are stored (no body, connection stays open); entries
+# carry the config they were validated against.  Bounded like the others.
+HEAD_CACHE: dict[bytes, tuple] = {}
+_HEAD_CACHE_LIMIT = 4096   # bytes: longer heads are parsed every time
+
+
+def memo_head(data: bytes, start: int, end: int, config) -> Optional[tuple]:
+    """The fast-path entry for the head in data[start:end], or None when the
+    general path must take it (error, body, closing request, ...):
+    (config, method, target, http_version, headers, Request._split, is HEAD, http11)."""
+    try:
+        method, target, http11, headers, keep_alive, framing = _parse_fields(data, start, end, config)
+    except HTTPError:
+        return None
+    if framing is not None or not keep_alive:
+        return None
+    entry = (config, method, target, "1.1" if http11 else "1.0", headers,
+             (target, split_target(target)), method == "HEAD", http11)
+    if end - start <= _HEAD_CACHE_LIMIT:
+        if len(HEAD_CACHE) >= _CACHE_MAX:
+            HEAD_CACHE.clear()
+        HEAD_CACHE[data[start:end]] = entry
+    return entry
 
 
 class ChunkedReader:

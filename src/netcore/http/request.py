@@ -97,6 +97,17 @@ def _split_target(target: bytes) -> tuple[bytes, bytes, str]:
     return path, query, decoded
 
 
+def split_target(target: bytes) -> tuple[bytes, bytes, str]:
+    """_split_target, memoised in _SPLIT_CACHE."""
+    split = _SPLIT_CACHE.get(target)
+    if split is None:
+        split = _split_target(target)
+        if len(_SPLIT_CACHE) >= 2048:
+            _SPLIT_CACHE.clear()
+        _SPLIT_CACHE[target] = split
+    return split
+
+
 class Request:
     """One HTTP request.
 
@@ -108,7 +119,7 @@ class Request:
     """
 
     __slots__ = ("method", "target", "http_version", "raw_headers", "body",
-                 "keep_alive", "connection", "seq", "start", "_headers")
+                 "keep_alive", "connection", "seq", "start", "_headers", "_split")
 
     method: str
     target: bytes
@@ -121,7 +132,8 @@ class Request:
                  raw_headers: Sequence[tuple[bytes, bytes]], keep_alive: bool = True,
                  body: bytes = b"") -> None:
         # Only what every request needs is set here (this runs per request);
-        # seq, start and _headers are filled in when used.
+        # seq, start, _headers and _split are filled in when used (the
+        # server's fast path sets _split from its head memo).
         self.method = method
         self.target = target
         self.http_version = http_version
@@ -132,13 +144,17 @@ class Request:
 
     # -- target pieces ---------------------------------------------------
     def _parts(self) -> tuple[bytes, bytes, str]:
+        # _split is (target, split of target); the target check keeps it
+        # right if a handler or middleware rewrites ``target``.
+        try:
+            ts = self._split
+            if ts[0] is self.target:
+                return ts[1]
+        except AttributeError:
+            pass
         target = self.target
-        split = _SPLIT_CACHE.get(target)
-        if split is None:
-            split = _split_target(target)
-            if len(_SPLIT_CACHE) >= 2048:
-                _SPLIT_CACHE.clear()
-            _SPLIT_CACHE[target] = split
+        split = split_target(target)
+        self._split = (target, split)
         return split
 
     @property
@@ -149,6 +165,12 @@ class Request:
     @property
     def path(self) -> str:
         """Percent-decoded path (UTF-8, undecodable bytes as surrogate escapes)."""
+        try:  # _parts() inlined for the common case: handlers read this per request
+            ts = self._split
+            if ts[0] is self.target:
+                return ts[1][2]
+        except AttributeError:
+            pass
         return self._parts()[2]
 
     @property

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 
 from .. import iocore
 from .connection import BODY, HEAD, IDLE, Connection
+from .parser import HEAD_CACHE, memo_head
 from .limits import Config
 from .request import Request
 from .response import error_bytes, refresh_date, render, set_server_header
@@ -86,6 +87,8 @@ class Server:
         self._ka_timeout = config.timeout_keep_alive
         self._q_send = self.q.send
         self._q_recv = self.q.recv
+        # handle_rx may answer on its fast path: handlers inline, no access log
+        self._fast = not config.threads and not config.access_log
         set_server_header(config.server_header)
         refresh_date()
 
@@ -133,7 +136,7 @@ class Server:
         q.call_later(1.0, _TICK)
         wait = q.wait
         handle_rx = self.handle_rx
-        handle_tx = self.handle_tx
+        tx_done = self._tx_done
         try:
             while True:
                 for op, tag, status, value in wait():
@@ -141,7 +144,12 @@ class Server:
                         if op == RECV:
                             handle_rx(tag, status, value)
                         elif op == SEND:
-                            handle_tx(tag, status, value)
+                            # Inlined handle_tx: a send that completes while the
+                            # connection just keeps reading needs no further work.
+                            tag.sending -= 1
+                            if status or not tag.sending and (tag.close_after or tag.paused
+                                                              or self.stopping):
+                                tx_done(tag, status)
                         elif op == ACCEPT:
                             self.on_accept(tag, status, value)
                         elif op == POST:
@@ -189,6 +197,77 @@ class Server:
 
     # ------------------------------------------------------------ receive
     def handle_rx(self, conn: Connection, status: int, data: Optional[bytes]) -> None:
+        """The common case, in one frame: complete heads without a body that
+        the head memo knows (or learns now), keep-alive, handlers inline,
+        nothing queued or half-read.  They are answered in order, sent, and
+        the recv re-armed.  Anything else (a body, an error, a closing or
+        partial request, ...) goes to _rx_general, from an identical state.
+        """
+        if (status or not data or conn.closed or conn.lingering or not self._fast
+                or not conn.reading or conn.buf or conn.body_req is not None or conn.held
+                or conn.interim or self.stopping):
+            self._rx_general(conn, status, data)
+            return
+        conn.rx_armed = False
+        heads = HEAD_CACHE
+        config = conn.config
+        app = self.app
+        out = conn.out
+        seq = conn.seq_in
+        n = len(data)
+        pos = 0
+        keep = True
+        while pos < n:
+            hend = data.find(b"\r\n\r\n", pos)
+            if hend < 0:
+                break
+            e = heads.get(data[pos:hend])
+            if e is None or e[0] is not config:
+                e = memo_head(data, pos, hend, config)
+                if e is None:
+                    break
+            req = Request(e[1], e[2], e[3], e[4])
+            req._split = e[5]
+            req.connection = conn
+            req.seq = seq
+            seq += 1
+            pos = hend + 4
+            mark = len(out)
+            try:
+                keep = render(app(req), e[6], e[7], True, out)
+            except Exception:
+                del out[mark:]
+                keep = self._handler_failed(req, out)
+            if not keep:
+                break
+        conn.seq_in = conn.seq_out = seq
+        if not keep:
+            # as _run_inline + close_after_this; the unparsed rest counts as
+            # unread input unless it is only the empty lines feed() skips
+            rest = data[pos:]
+            while rest[:2] == b"\r\n":
+                rest = rest[2:]
+            conn.close_after_this()
+            if rest:
+                conn.linger = True
+        elif pos < n:
+            # the general path takes the rest (it re-arms the recv)
+            self._rx_general(conn, 0, data[pos:] if pos else data)
+            return
+        conn.phase = IDLE
+        conn.deadline = self.now + self._ka_timeout
+        if out:
+            self.flush(conn)
+        if conn.reading:
+            if conn.sending < MAX_PENDING_SENDS:
+                self._q_recv(conn.handle, conn)
+                conn.rx_armed = True
+            else:
+                conn.paused = True
+        elif conn.close_after and not conn.sending and not conn.inflight and not conn.out:
+            self._finish(conn)
+
+    def _rx_general(self, conn: Connection, status: int, data: Optional[bytes]) -> None:
         conn.rx_armed = False
         if conn.closed:
             return
@@ -347,6 +426,9 @@ class Server:
 
     def handle_tx(self, conn: Connection, status: int, nbytes: Any) -> None:
         conn.sending -= 1
+        self._tx_done(conn, status)
+
+    def _tx_done(self, conn: Connection, status: int) -> None:
         if conn.closed:
             return
         if status:
