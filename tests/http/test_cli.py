@@ -136,8 +136,10 @@ def test_second_signal_exits_at_once():
             proc.kill()
 
 
-def test_workers_share_port_restart_and_stop():
-    proc = run_cli(["slowapp:app", "--app-dir", APP_DIR, "--port", "0", "--workers", "2"])
+@pytest.mark.parametrize("listeners", ["--reuse-port", "--no-reuse-port"])
+def test_workers_share_port_restart_and_stop(listeners):
+    # --no-reuse-port: one socket made by the supervisor, adopted by each worker
+    proc = run_cli(["slowapp:app", "--app-dir", APP_DIR, "--port", "0", "--workers", "2", listeners])
     try:
         port = wait_for_port_in_log(proc)
         pids = set()

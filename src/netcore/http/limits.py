@@ -15,6 +15,8 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
     "host": ("127.0.0.1", str, "address to bind"),
     "port": (8000, int, "port to bind (0 picks a free one)"),
     "workers": (1, int, "worker processes (SO_REUSEPORT listener each on Linux)"),
+    "reuse_port": (True, bool, "with workers > 1: a SO_REUSEPORT listener per worker where the OS "
+                               "has it; off: the supervisor shares one listening socket"),
     "threads": (0, int, "run handlers in a pool of N threads (0: on the I/O thread)"),
     "backend": ("auto", str, "completion backend: auto, epoll or iocp"),
     "interface": ("native", str, "application interface (only 'native' for now)"),
@@ -42,6 +44,7 @@ class Config:
     host: str
     port: int
     workers: int
+    reuse_port: bool
     threads: int
     backend: str
     interface: str

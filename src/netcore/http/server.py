@@ -94,11 +94,15 @@ class Server:
 
     # ------------------------------------------------------------ setup
     def listen(self, host: Optional[str] = None, port: Optional[int] = None,
-               reuse_port: bool = False) -> tuple[str, int]:
-        """Bind and listen; return the bound (host, port)."""
+               reuse_port: bool = False, sock: Optional[socket.socket] = None) -> tuple[str, int]:
+        """Bind and listen, or serve ``sock`` (a listening socket shared by
+        worker processes); return the bound (host, port)."""
         cfg = self.config
-        lst = self.q.listen(cfg.host if host is None else host, cfg.port if port is None else port,
-                            backlog=cfg.backlog, reuse_port=reuse_port)
+        if sock is not None:
+            lst = self.q.adopt_listener(sock)
+        else:
+            lst = self.q.listen(cfg.host if host is None else host, cfg.port if port is None else port,
+                                backlog=cfg.backlog, reuse_port=reuse_port)
         self.listeners.append(lst)
         self._accept_tags[lst] = _Tag("accept")
         return lst.sockname
@@ -534,14 +538,15 @@ class Server:
 
 def run_server(app: App, config: Config, reuse_port: bool = False,
                install_signals: bool = True, parent_pid: int = 0,
-               on_listening: Optional[Callable[[tuple[str, int]], None]] = None) -> None:
+               on_listening: Optional[Callable[[tuple[str, int]], None]] = None,
+               sock: Optional[socket.socket] = None) -> None:
     """Run one server process to completion (until a signal or stop()).
 
     Raises OSError when the address cannot be bound.
     """
     server = Server(app, config)
     try:
-        server.listen(reuse_port=reuse_port)
+        server.listen(reuse_port=reuse_port, sock=sock)
     except BaseException:
         server.q.close_queue()
         raise

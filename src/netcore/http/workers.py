@@ -1,8 +1,10 @@
 """serve(): one process, or a supervisor over N worker processes.
 
-Workers each create their own queue and their own listening socket with
-SO_REUSEPORT (Linux): the kernel spreads connections over them and no
-accept lock or shared socket is needed.  The supervisor forks them, restarts
+Workers each create their own queue.  Where the OS has SO_REUSEPORT
+(Linux) each also binds its own listening socket: the kernel spreads
+connections over them and no accept lock is needed.  Elsewhere, or with
+reuse_port=False, the supervisor makes one listening socket and every worker
+serves it (iocore adopts it).  The supervisor forks the workers, restarts
 one that dies, forwards SIGINT/SIGTERM (a second signal kills at once) and
 exits 0 when all workers have stopped cleanly.
 
@@ -68,17 +70,33 @@ class Supervisor:
     def __init__(self, app: App, config: Config) -> None:
         if not hasattr(os, "fork"):
             raise NotImplementedError("workers > 1 needs os.fork (not available on this platform)")
-        if not _reuse_port_supported():
-            # Sharing one listening socket needs the core to adopt an inherited
-            # socket, which iocore cannot do yet.
-            raise NotImplementedError("workers > 1 needs SO_REUSEPORT (Linux) for now")
         self.app = app
         self.config = config
+        self.per_worker_listeners = config.reuse_port and _reuse_port_supported()
+        self.shared: Optional[socket.socket] = None
         self.children: dict[int, float] = {}   # pid -> start time
         self.stopping = False
         self.signals = 0
         self.failed = False
         self.placeholder: Optional[socket.socket] = None
+
+    def _listen_shared(self) -> None:
+        """One listening socket for every worker, made before they fork."""
+        cfg = self.config
+        infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, stype, proto, _, addr = infos[0]
+        s = socket.socket(family, stype, proto)
+        try:
+            if os.name != "nt":  # on Windows SO_REUSEADDR would let others steal the port
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+            s.listen(cfg.backlog)
+        except OSError:
+            s.close()
+            raise
+        self.shared = s
+        if cfg.port == 0:
+            self.config = cfg.replace(port=s.getsockname()[1])
 
     def _reserve_port(self) -> None:
         """Bind (without listening) the address with SO_REUSEPORT.
@@ -112,7 +130,8 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 if self.placeholder is not None:
                     self.placeholder.close()
-                run_server(self.app, self.config, reuse_port=True, parent_pid=parent)
+                run_server(self.app, self.config, reuse_port=self.per_worker_listeners,
+                           parent_pid=parent, sock=self.shared)
             except OSError as exc:
                 log.error("worker %d cannot listen: %s", os.getpid(), exc)
                 code = EXIT_LISTEN_FAILED
@@ -141,7 +160,10 @@ class Supervisor:
                 pass
 
     def run(self) -> int:
-        self._reserve_port()
+        if self.per_worker_listeners:
+            self._reserve_port()
+        else:
+            self._listen_shared()
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         log.info("supervisor %d starting %d workers on %s:%d", os.getpid(), self.config.workers,
@@ -182,5 +204,7 @@ class Supervisor:
                 time.sleep(RESTART_BACKOFF)
             if not self.stopping:
                 self._spawn()
+        if self.shared is not None:  # kept until now for restarted workers
+            self.shared.close()
         return exit_code
 
