@@ -16,34 +16,15 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from run import free_port, wait_port  # the runner beside this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CLIENT = os.path.join(HERE, "build", "load_client")
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("server did not start")
 
 
 def run_once(args, n: int, outdir: str) -> int:
@@ -53,7 +34,7 @@ def run_once(args, n: int, outdir: str) -> int:
            sys.executable, "-m", "netcore", args.app, "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port)
+        wait_port(port, timeout=60.0)  # valgrind starts slowly
         res = subprocess.run([CLIENT, str(port), args.path, str(args.conns), str(args.depth), str(n),
                               "1" if args.vary else "0"], capture_output=True, text=True, timeout=600)
         if res.returncode:

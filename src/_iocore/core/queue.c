@@ -286,6 +286,14 @@ char *nc_arena_take(nc_waiter *w, size_t want, size_t *len)
     return w->arena + w->arena_used;
 }
 
+char *nc_recv_space(nc_queue *q, nc_handle *h, nc_waiter *w, size_t *len)
+{
+    char *buf = nc_arena_take(w, h->rxq.head->nbytes, len);
+    if (!buf)
+        nc_mark_ready(q, h);
+    return buf;
+}
+
 static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t n)
 {
     nc_event *ev = &w->out[w->nout++];

@@ -142,6 +142,9 @@ void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
                       const char *data, size_t n);
 /* Room for one more RECV in w's batch: NULL if none, else *len bytes at the pointer. */
 char *nc_arena_take(nc_waiter *w, size_t want, size_t *len);
+/* Room for h's pending RECV; when w's batch is full, h stays ready for the
+ * next batch and NULL comes back. */
+char *nc_recv_space(nc_queue *q, nc_handle *h, nc_waiter *w, size_t *len);
 /* Complete every queued op of h with NC_CANCELLED. */
 void nc_cancel_all(nc_queue *q, nc_handle *h);
 /* poll() brackets its blocking call with these: they drop the lock and

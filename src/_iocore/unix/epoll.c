@@ -168,13 +168,10 @@ static void do_accept(nc_queue *q, nc_handle *lst)
 
 static void do_recv(nc_queue *q, nc_handle *h, nc_waiter *w)
 {
-    nc_op *op = h->rxq.head;
     size_t len;
-    char *buf = nc_arena_take(w, op->nbytes, &len);
-    if (!buf) {
-        nc_mark_ready(q, h); /* this batch is full; the next one reads */
+    char *buf = nc_recv_space(q, h, w, &len);
+    if (!buf)
         return;
-    }
     ssize_t n;
     do
         n = recv(h->sock, buf, len, 0);

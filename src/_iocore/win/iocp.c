@@ -345,13 +345,10 @@ static void on_poll(nc_queue *q, io_req *r)
 
 static void do_recv(nc_queue *q, nc_handle *h, nc_waiter *w)
 {
-    nc_op *op = h->rxq.head;
     size_t len;
-    char *buf = nc_arena_take(w, op->nbytes, &len);
-    if (!buf) {
-        nc_mark_ready(q, h); /* this batch is full; the next one reads */
+    char *buf = nc_recv_space(q, h, w, &len);
+    if (!buf)
         return;
-    }
     int n = recv(h->sock, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
     if (n == SOCKET_ERROR) {
         int err = WSAGetLastError();
