@@ -19,6 +19,15 @@ from typing import Optional
 
 from .request import Request, split_target
 
+# The C head parser (netcore._http.parse_head_fast) returns _parse_fields'
+# exact result for common well-formed heads and None for anything else, so
+# it runs first and the Python code below stays the authority for the rest
+# (and for every error status).  Without the extension, Python does it all.
+try:
+    from .._http import parse_head_fast as _head_fast
+except ImportError:  # pragma: no cover
+    _head_fast = None
+
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 # method SP request-target SP HTTP-version; the target is any run of
 # visible bytes (no controls, no spaces).
@@ -231,7 +240,12 @@ def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Opti
     Returns (request, framing): framing is None for a request without a
     body, else (content_length, chunked, expect_continue).  Raises HTTPError.
     """
-    method, target, http11, headers, keep_alive, framing = _parse_fields(data, start, end, config)
+    fields = None if _head_fast is None else _head_fast(
+        data, start, end, config.max_request_line, config.max_header_bytes,
+        config.max_header_count, config.max_body_bytes)
+    if fields is None:
+        fields = _parse_fields(data, start, end, config)
+    method, target, http11, headers, keep_alive, framing = fields
     return Request(method, target, "1.1" if http11 else "1.0", headers, keep_alive), framing
 
 
@@ -250,10 +264,16 @@ def memo_head(data: bytes, start: int, end: int, config) -> Optional[tuple]:
     """The fast-path entry for the head in data[start:end], or None when the
     general path must take it (error, body, closing request, ...):
     (config, method, target, http_version, headers, Request._split, is HEAD, http11)."""
-    try:
-        method, target, http11, headers, keep_alive, framing = _parse_fields(data, start, end, config)
-    except HTTPError:
-        return None
+    # the head memo missed: C first, the memoised Python parser if it declines
+    fields = None if _head_fast is None else _head_fast(
+        data, start, end, config.max_request_line, config.max_header_bytes,
+        config.max_header_count, config.max_body_bytes)
+    if fields is None:
+        try:
+            fields = _parse_fields(data, start, end, config)
+        except HTTPError:
+            return None
+    method, target, http11, headers, keep_alive, framing = fields
     if framing is not None or not keep_alive:
         return None
     entry = (config, method, target, "1.1" if http11 else "1.0", headers,
