@@ -1,4 +1,8 @@
-"""HTTP/1.1 request parsing (RFC 9112), strict, in pure Python.
+"""HTTP/1.1 request parsing (RFC 9112), strict.
+
+The rules live here, in Python; netcore._http.parse_head_fast handles only
+well-formed heads in C and defers everything else to this code, so every
+rejection and its status come from one place.
 
 Why not httptools: its callbacks cost a Python call per URL, per header and
 per message, and its errors are strings we would have to map back to status
