@@ -11,6 +11,11 @@ Reading stops for good after a request that ends the connection
 error, whose error response is queued behind the responses to the requests
 that preceded it: a client never sees one request answered as two, nor the
 answers of a pipeline out of order.
+
+A response whose body streams (a falsy ``Stream`` in place of the
+keep-alive flag) is released head first and stays the current response
+until the server calls end_stream(): ``seq_out`` does not move past it, so
+the responses after it are held like any early completion.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from typing import Any, Optional
 
 from .parser import ChunkedReader, HTTPError, check_incomplete_head, parse_head
 from .request import Request
-from .response import CONTINUE, error_bytes
+from .response import CONTINUE, Stream, error_bytes
 
 # Connection phases, for timeouts: what are we waiting for from the peer?
 IDLE = 0      # between requests (keep-alive timeout)
@@ -32,7 +37,7 @@ class Connection:
         # protocol state (used by feed/add_output)
         "config", "buf", "reading", "body_req", "body_parts", "body_need", "reader",
         "seq_in", "seq_out", "held", "interim", "out", "close_after", "linger", "phase",
-        "timing",
+        "timing", "stream",
         # I/O bookkeeping owned by the server
         "handle", "_client", "closed", "rx_armed", "paused", "sending", "inflight",
         "deadline", "lingering",
@@ -55,6 +60,7 @@ class Connection:
         self.linger = False          # unread input may remain: half-close, then drain
         self.phase = IDLE
         self.timing = timing         # stamp Request.start (for the access log)
+        self.stream: Any = None      # the released response whose body is still streaming
         self.handle = handle
         self._client: Optional[tuple[str, int]] = None
         self.closed = False
@@ -217,7 +223,7 @@ class Connection:
         return self.phase
 
     # --------------------------------------------------------- output side
-    def add_output(self, seq: int, parts: list[bytes], keep_alive: bool) -> None:
+    def add_output(self, seq: int, parts: list[bytes], keep_alive: Any) -> None:
         """Hand in the serialised response to request ``seq`` (any order)."""
         if seq != self.seq_out:
             self.held[seq] = (parts, keep_alive)
@@ -226,13 +232,46 @@ class Connection:
         if self.held or self.interim:
             self.drain()
 
-    def _release(self, parts: list[bytes], keep_alive: bool) -> None:
-        self.seq_out += 1
+    def _release(self, parts: list[bytes], keep_alive: Any) -> None:
         if self.close_after:
+            self.seq_out += 1
+            if type(keep_alive) is Stream:
+                keep_alive.close()  # a stream nobody will read
             return  # an earlier response closed the connection
         self.out.extend(parts)
-        if not keep_alive:
+        if keep_alive:
+            self.seq_out += 1
+        elif type(keep_alive) is not Stream:
+            self.seq_out += 1
             self.close_after_this()
+        else:
+            # A streaming body: seq_out stays on it until end_stream().
+            # Reading pauses meanwhile (requests behind a stream would only
+            # pile up held responses), and ``paused`` also routes the send
+            # completions to the server, which pulls the next window then.
+            self.stream = keep_alive
+            self.paused = True
+
+    def end_stream(self) -> None:
+        """The current stream has sent its last bytes: move on."""
+        stream = self.stream
+        self.stream = None
+        self.seq_out += 1
+        if not stream.keep_alive:
+            self.close_after_this()
+        if self.held or self.interim:
+            self.drain()
+
+    def abort_streams(self) -> None:
+        """The connection is gone: close every body iterable it still holds."""
+        stream = self.stream
+        self.stream = None
+        if stream is not None:
+            stream.close()
+        for _parts, keep_alive in self.held.values():
+            if type(keep_alive) is Stream:
+                keep_alive.close()
+        self.held.clear()
 
     def close_after_this(self) -> None:
         """The response just queued is the last: stop reading, and linger
@@ -246,7 +285,7 @@ class Connection:
 
     def drain(self) -> None:
         """Release held responses (and 100 Continue) that are now in order."""
-        while True:
+        while self.stream is None:
             seq = self.seq_out
             if seq in self.interim:
                 cont = self.interim.pop(seq)

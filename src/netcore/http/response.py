@@ -10,6 +10,7 @@ ticks refresh_date() once a second) or when it grows past a bound.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -192,8 +193,9 @@ def _build_head(status: int, enc: _Encoded, default_type: bytes, length: int,
 _KIND_TYPES = (_CT_BYTES, _CT_TEXT, _CT_JSON)
 
 
-def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list) -> bool:
-    """Serialise a handler's result onto ``out``; return keep-alive.
+def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list) -> Any:
+    """Serialise a handler's result onto ``out``; return keep-alive, or a
+    (falsy) Stream when an iterable body continues past its first window.
 
     Raises TypeError/ValueError for results that cannot be sent; the caller
     answers 500 instead.  Nothing is appended to ``out`` when it raises.
@@ -280,8 +282,103 @@ def _make_head(status: int, headers: HeadersArg, length: int, kind: int, http11:
     return head, keep_alive, status not in _NO_BODY
 
 
+STREAM_WINDOW = 65536   # body bytes pulled per send: the backpressure window
+
+
+class BodyLengthError(ValueError):
+    """An iterable body disagreed with the Content-Length its handler declared."""
+
+
+class Stream:
+    """A response body still being pulled from its iterable.
+
+    render() returns one in place of its keep-alive flag when an iterable
+    body has not ended within its first STREAM_WINDOW bytes; the head and
+    that first window are already on ``out``.  The server then calls pull()
+    again only once the previous window's send has completed, so a
+    connection holds at most one window of body in memory, however large
+    or endless the body.
+
+    A Stream is falsy: the callers' common path tests ``if not keep`` and
+    stays as it was, and only their rare branch has to tell a Stream from
+    False.
+    """
+
+    __slots__ = ("body", "it", "chunked", "left", "keep_alive", "done", "busy", "cancelled",
+                 "closed")
+
+    def __init__(self, body: Any, chunked: bool, length: int, keep_alive: bool) -> None:
+        self.body = body
+        self.it: Any = None
+        self.chunked = chunked
+        self.left = length          # declared bytes still to come; -1: not checked
+        self.keep_alive = keep_alive
+        self.done = False           # the iterable ended (and was closed)
+        self.busy = False           # a pool thread is inside pull() (server-owned)
+        self.cancelled = False      # close() was asked for while busy
+        self.closed = False
+
+    def __bool__(self) -> bool:
+        return False
+
+    def pull(self) -> list[bytes]:
+        """The next window of framed body bytes; at the end also the last
+        chunk, ``done`` set and the iterable closed.  Raises what the
+        iterator raises, or BodyLengthError."""
+        pieces: list[bytes] = []
+        size = 0
+        chunked = self.chunked
+        for chunk in self.it:
+            if type(chunk) is str:
+                chunk = chunk.encode("utf-8")
+            elif type(chunk) is not bytes:
+                chunk = bytes(chunk)
+            n = len(chunk)
+            if not n:
+                continue  # an empty chunk would read as the end of a chunked body
+            if self.left >= 0:
+                if n > self.left:
+                    raise BodyLengthError("response body longer than its content-length")
+                self.left -= n
+            if chunked:
+                pieces.append(b"%x\r\n" % n)
+                pieces.append(chunk)
+                pieces.append(b"\r\n")
+            else:
+                pieces.append(chunk)
+            size += n
+            if size >= STREAM_WINDOW:
+                return pieces
+        if self.left > 0:
+            raise BodyLengthError(f"response body {self.left} bytes shorter than its content-length")
+        if chunked:
+            pieces.append(b"0\r\n\r\n")
+        self.done = True
+        self._close_now()  # (the pulling thread itself: not close(), which defers when busy)
+        return pieces
+
+    def close(self) -> None:
+        """Call the iterable's close() once (as WSGI servers do), now or,
+        if a pool thread is pulling, when that pull comes back."""
+        if self.busy:
+            self.cancelled = True
+        else:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                logging.getLogger("netcore.error").exception("closing a response body failed")
+
+
 def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: bool,
-                     http11: bool, keep_alive: bool, out: list) -> bool:
+                     http11: bool, keep_alive: bool, out: list) -> Any:
     _hkey, enc = _encode_headers(headers)
     if enc.close:
         keep_alive = False
@@ -289,35 +386,26 @@ def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: boo
     chunked = length < 0 and http11 and status not in _NO_BODY
     if length < 0 and not http11:
         keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
-    pieces: list[bytes] = []
-    sent = 0
-    try:
-        if not head_only and status not in _NO_BODY:
-            for chunk in body:
-                if type(chunk) is str:
-                    chunk = chunk.encode("utf-8")
-                elif type(chunk) is not bytes:
-                    chunk = bytes(chunk)
-                if not chunk:
-                    continue
-                sent += len(chunk)
-                if chunked:
-                    pieces.append(b"%x\r\n" % len(chunk))
-                    pieces.append(chunk)
-                    pieces.append(b"\r\n")
-                else:
-                    pieces.append(chunk)
-            if length >= 0 and sent != length:
-                raise ValueError(f"content-length {length} does not match the body ({sent} bytes)")
-            if chunked:
-                pieces.append(b"0\r\n\r\n")
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
+    stream = Stream(body, chunked, length, keep_alive)
+    if head_only or status in _NO_BODY:
+        # no body is sent, so none is produced (not iterated); close() still runs
+        pieces: list[bytes] = []
+        stream.close()
+    else:
+        # The first window is pulled before anything is queued: an iterator
+        # failing this early (or a short body of the wrong length) still
+        # gets a clean 500 from the caller.
+        try:
+            stream.it = iter(body)
+            pieces = stream.pull()
+        except BaseException:
+            stream.close()
+            raise
     out.append(_build_head(status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive], chunked))
     out.extend(pieces)
-    return keep_alive
+    if stream.closed:
+        return keep_alive   # no body, or all of it in one window: an ordinary response
+    return stream
 
 
 def error_bytes(status: int, message: str) -> bytes:

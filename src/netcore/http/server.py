@@ -12,6 +12,12 @@ the loop dispatches them:
            a stop request.
 - TIMER -> the one-second tick: Date refresh and the timeout sweep.
 
+Iterable bodies that outlast one window (response.Stream) are sent window
+by window: the next window is pulled only when the previous send has
+completed, and reading pauses until the stream ends.  Inline handlers'
+streams are pulled on the I/O thread; with ``threads`` the pulls run on
+the pool and are posted back like handler results.
+
 Timeouts are a coarse sweep over connections once a second rather than a
 core timer per request: the per-request cost is one float store.
 """
@@ -30,7 +36,7 @@ from .connection import BODY, HEAD, IDLE, Connection
 from .parser import HEAD_CACHE, memo_head
 from .limits import Config
 from .request import Request
-from .response import error_bytes, refresh_date, render, set_server_header
+from .response import BodyLengthError, Stream, error_bytes, refresh_date, render, set_server_header
 
 error_log = logging.getLogger("netcore.error")
 access_log = logging.getLogger("netcore.access")
@@ -246,6 +252,9 @@ class Server:
                 break
         conn.seq_in = conn.seq_out = seq
         if not keep:
+            if type(keep) is Stream:
+                self._fast_stream(conn, keep, data[pos:])
+                return
             # as _run_inline + close_after_this; the unparsed rest counts as
             # unread input unless it is only the empty lines feed() skips
             rest = data[pos:]
@@ -301,7 +310,8 @@ class Server:
         if conn.out:
             self.flush(conn)
         if conn.reading:
-            if conn.sending < MAX_PENDING_SENDS and conn.inflight < MAX_INFLIGHT:
+            if (conn.sending < MAX_PENDING_SENDS and conn.inflight < MAX_INFLIGHT
+                    and conn.stream is None):
                 self._q_recv(conn.handle, conn)
                 conn.rx_armed = True
             else:
@@ -334,7 +344,7 @@ class Server:
                     break
             return
         out = conn.out
-        for req in reqs:
+        for i, req in enumerate(reqs):
             mark = len(out)
             try:
                 keep = render(app(req), req.method == "HEAD", req.http_version == "1.1",
@@ -344,10 +354,18 @@ class Server:
                 keep = self._handler_failed(req, out)
             if timing:
                 self._log_access(req, out, mark)
-            conn.seq_out += 1
             if not keep:
+                if type(keep) is Stream:
+                    # seq_out stays on the stream: the rest wait behind it
+                    conn.add_output(req.seq, [], keep)
+                    for later in reqs[i + 1:]:
+                        parts: list[bytes] = []
+                        conn.add_output(later.seq, parts, self._call(app, later, parts, stopping))
+                    return
+                conn.seq_out += 1
                 conn.close_after_this()
                 return
+            conn.seq_out += 1
         if conn.held or conn.interim:
             conn.drain()
 
@@ -407,13 +425,91 @@ class Server:
             return
         conn: Connection = tag
         conn.inflight -= 1
-        if conn.closed:
-            return
         seq, parts, keep = value
+        if seq < 0:
+            self._pulled(conn, keep, parts)
+            return
+        if conn.closed:
+            if type(keep) is Stream:
+                keep.close()
+            return
         conn.add_output(seq, parts, keep)
         if conn.out:
             self.flush(conn)
         self._after_output(conn)
+
+    # ------------------------------------------------------------ streaming bodies
+    def _fast_stream(self, conn: Connection, stream: Stream, rest: bytes) -> None:
+        """handle_rx met a streaming body: hand over to the general path."""
+        # The fast loop advanced seq_out past the stream; the Connection
+        # takes it as the current response instead (its head is on ``out``).
+        conn.seq_out -= 1
+        conn.add_output(conn.seq_out, [], stream)
+        conn.phase = IDLE
+        conn.deadline = self.now + self._ka_timeout
+        if rest:
+            self._rx_general(conn, 0, rest)  # the pipelined rest: answered, held
+        elif conn.out:
+            self.flush(conn)
+
+    def _pull(self, conn: Connection) -> None:
+        """Everything sent: fetch the next window of the current stream."""
+        stream = conn.stream
+        if self.pool is not None:
+            # the iterator may block: pull on the pool, as handlers run there
+            stream.busy = True
+            conn.inflight += 1
+            self.pool.submit(self._pull_threaded, conn, stream)
+            return
+        try:
+            pieces = stream.pull()
+        except Exception as exc:
+            self._stream_failed(conn, exc)
+            return
+        self._stream_out(conn, stream, pieces)
+
+    def _pull_threaded(self, conn: Connection, stream: Stream) -> None:
+        try:
+            result: Any = stream.pull()
+        except Exception as exc:
+            result = exc
+        try:
+            self.q.post(conn, (-1, result, stream))
+        except ValueError:  # the server has shut down
+            stream.busy = False
+            stream.close()
+
+    def _pulled(self, conn: Connection, stream: Stream, result: Any) -> None:
+        """A pool thread's pull came back (on_post)."""
+        stream.busy = False
+        if conn.closed or stream.cancelled:
+            stream.close()
+        elif isinstance(result, Exception):
+            self._stream_failed(conn, result)
+        else:
+            self._stream_out(conn, stream, result)
+
+    def _stream_out(self, conn: Connection, stream: Stream, pieces: list) -> None:
+        conn.out.extend(pieces)
+        if stream.done:
+            conn.end_stream()  # releases what waited behind it
+            # the peer's clock starts now (a partial next request keeps its phase)
+            conn.deadline = self.now + (self._ka_timeout if conn.phase == IDLE else
+                                        self.config.timeout_header_read if conn.phase == HEAD else
+                                        self.config.timeout_body_read)
+        if conn.out:
+            self.flush(conn)
+        self._after_output(conn)
+
+    def _stream_failed(self, conn: Connection, exc: Exception) -> None:
+        # The head is out: no error response is possible, and closing is
+        # how the client learns the body is incomplete.
+        if isinstance(exc, BodyLengthError):
+            error_log.error("%s; closing the connection", exc)
+        else:
+            error_log.error("response body iterator failed midway; closing the connection",
+                            exc_info=exc)
+        self.close(conn)
 
     # ------------------------------------------------------------ send
     def flush(self, conn: Connection) -> None:
@@ -444,6 +540,10 @@ class Server:
     def _after_output(self, conn: Connection) -> None:
         if conn.sending or conn.out:
             return
+        if conn.stream is not None:
+            if not conn.stream.busy:
+                self._pull(conn)
+            return
         if conn.close_after:
             if not conn.inflight:
                 self._finish(conn)
@@ -453,7 +553,8 @@ class Server:
             return
         if conn.paused and conn.inflight < MAX_INFLIGHT:
             conn.paused = False
-            self._arm_rx(conn)
+            if conn.reading:  # (a stream pauses even a connection that reads no more)
+                self._arm_rx(conn)
 
     def _arm_rx(self, conn: Connection) -> None:
         if not conn.rx_armed and not conn.closed:
@@ -492,6 +593,8 @@ class Server:
             self.q.close(conn.handle)
         except ValueError:
             pass
+        if conn.stream is not None or conn.held:
+            conn.abort_streams()  # a client gone midway: stop pulling, close() the iterables
         self.conns.discard(conn)
         self._arm_accepts()
 
