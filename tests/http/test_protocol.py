@@ -314,3 +314,19 @@ def test_half_closed_client_is_closed_promptly(serve):
     s.shutdown(socket.SHUT_WR)
     data = recv_until_closed(s, timeout=3)
     assert data.count(b"HTTP/1.1 200 OK") == 1
+
+
+def _slow_echo_path(request):
+    time.sleep(0.05)  # still running when the client's FIN arrives
+    return b"r" + request.path.encode()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_half_close_after_pipelined_requests_still_gets_every_answer(serve, threads):
+    srv = serve(_slow_echo_path, threads=threads)
+    s = srv.connect()
+    s.sendall(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    data = recv_until_closed(s)
+    assert data.count(b"HTTP/1.1 200") == 2, data
+    assert data.index(b"r/1") < data.index(b"r/2")

@@ -36,7 +36,7 @@ class Connection:
     __slots__ = (
         # protocol state (used by feed/add_output)
         "config", "buf", "reading", "body_req", "body_parts", "body_need", "reader",
-        "seq_in", "seq_out", "held", "interim", "out", "close_after", "linger", "phase",
+        "seq_in", "seq_out", "held", "interim", "out", "close_after", "last_queued", "linger", "phase",
         "timing", "stream",
         # I/O bookkeeping owned by the server
         "handle", "_client", "closed", "rx_armed", "paused", "sending", "inflight",
@@ -57,6 +57,10 @@ class Connection:
         self.interim: dict[int, bytes] = {}            # 100 Continue waiting its turn
         self.out: list[bytes] = []   # released bytes not yet handed to the socket
         self.close_after = False     # close once ``out`` is sent
+        # A response that ends the connection is queued: later ones are
+        # dropped.  (close_after alone may also mean "the peer half-closed:
+        # answer what is in flight, then close".)
+        self.last_queued = False
         self.linger = False          # unread input may remain: half-close, then drain
         self.phase = IDLE
         self.timing = timing         # stamp Request.start (for the access log)
@@ -233,7 +237,7 @@ class Connection:
             self.drain()
 
     def _release(self, parts: list[bytes], keep_alive: Any) -> None:
-        if self.close_after:
+        if self.last_queued:
             self.seq_out += 1
             if type(keep_alive) is Stream:
                 keep_alive.close()  # a stream nobody will read
@@ -277,6 +281,7 @@ class Connection:
         """The response just queued is the last: stop reading, and linger
         (drain before closing) if the client sent more than we answered."""
         self.close_after = True
+        self.last_queued = True
         self.reading = False
         self.body_req = None
         if self.buf or self.seq_in > self.seq_out:
