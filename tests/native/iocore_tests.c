@@ -112,6 +112,23 @@ static int stats_zero(nc_queue *q)
     return 0;
 }
 
+/* A queue, a listener and one connected pair on it: most scenarios' start. */
+static int open_pair(nc_queue **q, nc_id *lst, nc_id *client, nc_id *server)
+{
+    int port;
+    CHECK_OK(new_queue(q));
+    CHECK_OK(listen_any(*q, lst, &port));
+    return make_pair(*q, *lst, port, client, server);
+}
+
+/* Every scenario ends with nothing left: no handle, op or timer. */
+static int finish(nc_queue *q)
+{
+    int rc = stats_zero(q);
+    nc_queue_free(q, NULL, NULL);
+    return rc;
+}
+
 static unsigned char pattern(size_t i, unsigned seed)
 {
     return (unsigned char)(i * 131u + (i >> 9) + seed * 17u);
@@ -155,9 +172,7 @@ static int test_accept(void)
     CHECK_OK(nc_close(q, c));
     CHECK_OK(nc_close(q, s));
     CHECK_OK(nc_close(q, lst));
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 /* A listening socket made outside the core (as a worker inherits one)
@@ -180,9 +195,7 @@ static int test_adopt_listener(void)
     CHECK_OK(nc_close(q, c));
     CHECK_OK(nc_close(q, s));
     CHECK_OK(nc_close(q, lst));
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 static int test_connect(void)
@@ -236,9 +249,7 @@ static int test_connect_refused(void)
     CHECK(ev.status == NC_ECONNREFUSED, "status %d (%s), want ECONNREFUSED",
           ev.status, nc_status_name(ev.status));
     CHECK(ev.handle == 0, "a failed connect reports a handle");
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 /* Client sends 1 MiB; the server reads it in small pieces and echoes each
@@ -249,10 +260,7 @@ static int test_echo_1mib(void)
 {
     nc_queue *q;
     nc_id lst, c, s;
-    int port;
-    CHECK_OK(new_queue(&q));
-    CHECK_OK(listen_any(q, &lst, &port));
-    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
     char *src = malloc(ECHO_TOTAL), *echo = malloc(ECHO_TOTAL);
     CHECK(src && echo, "malloc");
     fill(src, ECHO_TOTAL, 0, 1);
@@ -306,19 +314,14 @@ static int test_echo_1mib(void)
     nc_close(q, c);
     nc_close(q, s);
     nc_close(q, lst);
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 static int test_gathered_send(void)
 {
     nc_queue *q;
     nc_id lst, c, s;
-    int port;
-    CHECK_OK(new_queue(&q));
-    CHECK_OK(listen_any(q, &lst, &port));
-    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
     static char big1[10000], big2[70000], tiny[1] = {'x'};
     fill(big1, sizeof big1, 0, 2);
     fill(big2, sizeof big2, 0, 3);
@@ -367,10 +370,7 @@ static int test_eof(void)
 {
     nc_queue *q;
     nc_id lst, c, s;
-    int port;
-    CHECK_OK(new_queue(&q));
-    CHECK_OK(listen_any(q, &lst, &port));
-    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
     nc_buf b = {"bye", 3};
     CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
     nc_event ev;
@@ -394,19 +394,14 @@ static int test_eof(void)
     CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.status == 0 && ev.nbytes == 0, "second EOF");
     nc_close(q, s);
     nc_close(q, lst);
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 static int test_reset(void)
 {
     nc_queue *q;
     nc_id lst, c, s;
-    int port;
-    CHECK_OK(new_queue(&q));
-    CHECK_OK(listen_any(q, &lst, &port));
-    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
     CHECK_OK(nc_recv(q, s, 4096, &tag_recv));
     /* Let the recv find nothing and park (epoll: armed; IOCP: a zero-byte
      * read in the kernel) before the reset arrives.  (Under Wine a direct
@@ -431,9 +426,7 @@ static int test_reset(void)
     printf("  send to a reset peer: %s\n", nc_status_name(ev.status));
     nc_close(q, s);
     nc_close(q, lst);
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 /* Closing handles with an accept, a recv and a send (stuck on a full socket
@@ -550,9 +543,7 @@ static int test_post_wakes_waiter(void)
     CHECK(n == 1, "nc_wait returned %d", n);
     CHECK(ev.op == NC_OP_POST && ev.ctx == &tag_post && ev.status == 0, "wrong event");
     CHECK(took >= 100 && took < 4000, "woke after %u ms", (unsigned)took);
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 static int test_timers(void)
@@ -582,9 +573,7 @@ static int test_timers(void)
     }
     CHECK(nc_timer_cancel(q, ia, &ctx) == 0, "a fired timer cancelled");
     CHECK(expect_quiet(q, 200) == 0, "the cancelled timer fired");
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 /* ------------------------------------------------- many threads, one queue */
@@ -768,9 +757,7 @@ static int test_threads_echo(void)
     for (int i = 0; i < 2 * MT_CONNS; i++)
         free(sh.conns[i].buf);
     CHECK_OK(nc_close(q, lst));
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 /* A closed handle's id stays dead even when its slot is reused. */
@@ -869,10 +856,7 @@ static int test_closed_handle_one_waiter(void)
 {
     nc_queue *q;
     nc_id lst, c, s;
-    int port;
-    CHECK_OK(new_queue(&q));
-    CHECK_OK(listen_any(q, &lst, &port));
-    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
     CHECK_OK(nc_setsockopt(q, c, SOL_SOCKET, SO_SNDBUF, 32768));
     size_t big = 32u * 1024 * 1024;
     char *payload = calloc(1, big);
@@ -918,10 +902,7 @@ static int test_held_ready_no_spin(void)
 {
     nc_queue *q;
     nc_id lst, c, s;
-    int port;
-    CHECK_OK(new_queue(&q));
-    CHECK_OK(listen_any(q, &lst, &port));
-    CHECK(make_pair(q, lst, port, &c, &s) == 0, "pair");
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
     nc_buf b = {"abcdefgh", 8};
     CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
     CHECK_OK(nc_recv(q, s, 4, &tag_recv)); /* a full read: s stays readable */
@@ -973,9 +954,7 @@ static int test_full_batch_wakes_another(void)
             CHECK(w[i].n == 1 && w[i].took < 1000, "round %d: waiter %d got %d after %u ms",
                   round, i, w[i].n, (unsigned)w[i].took);
     }
-    CHECK(stats_zero(q) == 0, "stats");
-    nc_queue_free(q, NULL, NULL);
-    return 0;
+    return finish(q);
 }
 
 #ifdef _WIN32

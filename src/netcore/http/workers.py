@@ -80,8 +80,9 @@ class Supervisor:
         self.failed = False
         self.placeholder: Optional[socket.socket] = None
 
-    def _listen_shared(self) -> None:
-        """One listening socket for every worker, made before they fork."""
+    def _bind(self, reuse_port: bool) -> socket.socket:
+        """A socket bound to the configured address; port 0 becomes the
+        concrete port every worker then shares.  A taken port raises."""
         cfg = self.config
         infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, stype, proto, _, addr = infos[0]
@@ -89,35 +90,29 @@ class Supervisor:
         try:
             if os.name != "nt":  # on Windows SO_REUSEADDR would let others steal the port
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             s.bind(addr)
-            s.listen(cfg.backlog)
         except OSError:
             s.close()
             raise
-        self.shared = s
         if cfg.port == 0:
             self.config = cfg.replace(port=s.getsockname()[1])
+        return s
+
+    def _listen_shared(self) -> None:
+        """One listening socket for every worker, made before they fork."""
+        self.shared = self._bind(reuse_port=False)
+        try:
+            self.shared.listen(self.config.backlog)
+        except OSError:
+            self.shared.close()
+            raise
 
     def _reserve_port(self) -> None:
-        """Bind (without listening) the address with SO_REUSEPORT.
-
-        Gives a one-line error when the port is taken, and turns port 0 into
-        a concrete port that every worker then shares.
-        """
-        cfg = self.config
-        infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, stype, proto, _, addr = infos[0]
-        s = socket.socket(family, stype, proto)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            s.bind(addr)
-        except OSError:
-            s.close()
-            raise
-        self.placeholder = s
-        if cfg.port == 0:
-            self.config = cfg.replace(port=s.getsockname()[1])
+        """Bind (without listening) with SO_REUSEPORT: the workers then bind
+        their own listeners to the same port."""
+        self.placeholder = self._bind(reuse_port=True)
 
     def _spawn(self) -> None:
         parent = os.getpid()
