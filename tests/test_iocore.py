@@ -260,6 +260,39 @@ def test_eof_queued_behind_data_is_still_reported(q):
     peer.close()
 
 
+def test_shutdown_follows_queued_sends_then_the_peer_reads_eof(q):
+    lst = q.listen("127.0.0.1", 0)
+    peer = socket.create_connection(lst.sockname)
+    q.accept(lst, "a")
+    conn = one(q)[3]
+    payload = bytes(range(256)) * 4096          # 1 MiB: more than the socket buffer
+    q.send(conn, "s", payload)
+    q.shutdown(conn, "shut")
+    peer.settimeout(5)
+    got = bytearray()
+    events = []
+    while True:
+        events += q.wait(timeout=0)
+        data = peer.recv(65536)
+        if not data:
+            break
+        got += data
+    assert bytes(got) == payload                # every byte before the EOF
+    events += collect(q, 2 - len(events))
+    assert [(op, tag, status) for op, tag, status, _ in events] == [
+        (iocore.SEND, "s", 0), (iocore.SHUTDOWN, "shut", 0)]
+    # only the sending side is shut: the connection still receives
+    peer.sendall(b"still here")
+    q.recv(conn, "r")
+    assert one(q) == (iocore.RECV, "r", 0, b"still here")
+    with pytest.raises(ValueError, match="wrong kind"):
+        q.shutdown(lst, "x")
+    q.close(conn)
+    with pytest.raises(ValueError, match="closed"):
+        q.shutdown(conn, "x")
+    peer.close()
+
+
 def _set_linger_zero(handle):
     # Handle.setsockopt takes ints; linger needs a struct, so go through a dup.
     s = socket.socket(fileno=socket.dup(handle.fileno()))

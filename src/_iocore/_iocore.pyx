@@ -27,6 +27,7 @@ RECV = NC_OP_RECV
 SEND = NC_OP_SEND
 POST = NC_OP_POST
 TIMER = NC_OP_TIMER
+SHUTDOWN = NC_OP_SHUTDOWN
 CANCELLED = NC_CANCELLED
 
 KNOWN_BACKENDS = ("epoll", "iocp", "io_uring")
@@ -349,6 +350,18 @@ cdef class Queue:
         if rc < 0:
             Py_DECREF(ctx)
             raise _error(rc, "send")
+
+    def shutdown(self, Handle conn, tag):
+        """Half-close: once every send started before this one is out, shut
+        down the sending side (the peer reads EOF); receiving goes on.
+        Completes as a SHUTDOWN event with value None."""
+        cdef nc_id id = self._handle_id(conn)
+        self._check()
+        Py_INCREF(tag)
+        rc = nc_shutdown(self._q, id, <void *>tag)
+        if rc < 0:
+            Py_DECREF(tag)
+            raise _error(rc, "shutdown")
 
     def close(self, Handle handle):
         """Close a handle; each operation pending on it completes with CANCELLED."""

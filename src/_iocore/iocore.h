@@ -43,7 +43,8 @@ enum nc_op_kind {
     NC_OP_RECV = 3,
     NC_OP_SEND = 4,
     NC_OP_POST = 5,
-    NC_OP_TIMER = 6
+    NC_OP_TIMER = 6,
+    NC_OP_SHUTDOWN = 7
 };
 
 /* Status values: 0 is success; otherwise a negative errno of the platform
@@ -115,6 +116,10 @@ int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx);
 /* The nc_buf array is copied; the bytes it points to must live until the
  * completion.  Completes once every byte is sent, or with an error. */
 int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx);
+/* Shuts down the sending side once every send started before it is out
+ * (the peer then reads EOF); receiving goes on.  Completes with 0 or an
+ * error, as a SHUTDOWN event. */
+int nc_shutdown(nc_queue *q, nc_id conn, void *ctx);
 /* Every operation still pending on the handle completes once, with NC_CANCELLED. */
 int nc_close(nc_queue *q, nc_id h);
 int nc_post(nc_queue *q, void *ctx);

@@ -397,6 +397,74 @@ static int test_eof(void)
     return finish(q);
 }
 
+/* Shutdown waits for the sends queued before it, then the peer reads every
+ * byte and EOF; the half-closed side still receives. */
+static int test_shutdown(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+    static char big[1 << 20];
+    fill(big, sizeof big, 0, 7);
+    nc_buf b = {big, sizeof big};
+    static char tag_shutdown;
+    CHECK_OK(nc_send(q, s, &b, 1, &tag_send));
+    CHECK_OK(nc_shutdown(q, s, &tag_shutdown));
+    size_t got = 0;
+    int sent = 0, shut = 0, eof = 0, bad = 0;
+    CHECK_OK(nc_recv(q, c, 65536, &tag_recv));
+    while (!eof) {
+        nc_event ev;
+        CHECK(next_event(q, &ev, WAIT_MS) == 1, "stalled: got %zu sent=%d shut=%d", got, sent, shut);
+        CHECK(ev.status == 0, "op %d failed: %s", ev.op, nc_status_name(ev.status));
+        if (ev.op == NC_OP_SEND) {
+            CHECK(!shut, "shutdown completed before the send it follows");
+            sent = 1;
+        } else if (ev.op == NC_OP_SHUTDOWN) {
+            CHECK(ev.ctx == &tag_shutdown && ev.handle == s, "shutdown event fields");
+            shut = 1;
+        } else if (ev.op == NC_OP_RECV) {
+            if (ev.nbytes == 0) {
+                eof = 1;
+                break;
+            }
+            for (size_t i = 0; i < ev.nbytes; i++)
+                bad |= ((unsigned char)ev.data[i] != pattern(got + i, 7));
+            got += ev.nbytes;
+            CHECK_OK(nc_recv(q, c, 65536, &tag_recv));
+        }
+    }
+    CHECK(got == sizeof big && !bad, "peer got %zu of %zu bytes (corrupt: %d)", got, sizeof big, bad);
+    while (!sent || !shut) {
+        nc_event ev;
+        CHECK(next_event(q, &ev, WAIT_MS) == 1, "send/shutdown never completed");
+        sent |= ev.op == NC_OP_SEND;
+        shut |= ev.op == NC_OP_SHUTDOWN;
+    }
+    /* The half-closed side still reads what the peer sends. */
+    nc_buf pong = {"pong", 4};
+    CHECK_OK(nc_send(q, c, &pong, 1, &tag_send));
+    CHECK_OK(nc_recv(q, s, 16, &tag_recv));
+    int have_data = 0, have_send = 0;
+    while (!have_data || !have_send) {
+        nc_event ev;
+        CHECK(next_event(q, &ev, WAIT_MS) == 1, "no pong");
+        CHECK(ev.status == 0, "op %d: %s", ev.op, nc_status_name(ev.status));
+        if (ev.op == NC_OP_RECV) {
+            CHECK(ev.nbytes == 4 && !memcmp(ev.data, "pong", 4), "pong data");
+            have_data = 1;
+        } else {
+            have_send |= ev.op == NC_OP_SEND;
+        }
+    }
+    /* Shutdown on a listener is misuse, reported at once. */
+    CHECK(nc_shutdown(q, lst, &tag_shutdown) == NC_E_WRONGKIND, "shutdown on a listener");
+    nc_close(q, c);
+    nc_close(q, s);
+    nc_close(q, lst);
+    return finish(q);
+}
+
 static int test_reset(void)
 {
     nc_queue *q;
@@ -1000,6 +1068,7 @@ static const t_case cases[] = {
     {"echo_1mib", test_echo_1mib, 60},
     {"gathered_send", test_gathered_send, 20},
     {"eof", test_eof, 20},
+    {"shutdown", test_shutdown, 30},
     {"reset", test_reset, 20},
     {"close_pending", test_close_pending, 30},
     {"close_pending_connect", test_close_pending_connect, 20},

@@ -688,6 +688,21 @@ int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
     return rc;
 }
 
+int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
+{
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = submit(q, conn, NC_CONN, NC_OP_SHUTDOWN, ctx, &op, &h);
+    if (rc == 0) {
+        op->result = conn;
+        nc_op_attach(h, &h->txq, op); /* behind the sends already queued */
+        rc = q->be->start(q, h, op);
+    }
+    nc_unlock(&q->lock);
+    return rc;
+}
+
 int nc_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, void *ctx)
 {
     nc_lock(&q->lock);

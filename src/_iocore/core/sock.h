@@ -14,6 +14,8 @@ int nc_sock_adopt(nc_sock_t s);
 int nc_sock_name(nc_sock_t s, int peer, struct sockaddr_storage *out, int *len);
 int nc_sock_setopt(nc_sock_t s, int level, int name, int value);
 int nc_sock_getopt(nc_sock_t s, int level, int name, int *value);
+/* Shuts down the sending direction: 0 or a negative status. */
+int nc_sock_shutdown_write(nc_sock_t s);
 /* The calling thread's last socket error as a negative status. */
 int nc_sock_error(void);
 

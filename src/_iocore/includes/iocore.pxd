@@ -32,6 +32,7 @@ cdef extern from "iocore.h" nogil:
         NC_OP_SEND
         NC_OP_POST
         NC_OP_TIMER
+        NC_OP_SHUTDOWN
         NC_CANCELLED
         NC_E_BADHANDLE
         NC_E_WRONGKIND
@@ -51,6 +52,7 @@ cdef extern from "iocore.h" nogil:
     int nc_connect(nc_queue *q, const sockaddr *addr, int addrlen, void *ctx)
     int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
     int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
+    int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
     int nc_close(nc_queue *q, nc_id h)
     int nc_post(nc_queue *q, void *ctx)
     int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)

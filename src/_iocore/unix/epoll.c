@@ -197,7 +197,13 @@ static void do_recv(nc_queue *q, nc_handle *h, nc_waiter *w)
 static void do_send(nc_queue *q, nc_handle *h)
 {
     nc_op *op;
-    while (h->writable && (op = h->txq.head)) {
+    while ((op = h->txq.head)) {
+        if (op->kind == NC_OP_SHUTDOWN) { /* every send before it is out */
+            nc_complete(q, nc_opq_pop(&h->txq), nc_sock_shutdown_write(h->sock));
+            continue;
+        }
+        if (!h->writable)
+            return;
         struct iovec iov[64];
         int n = 0;
         for (int i = op->cur; i < op->nbufs && n < 64; i++, n++) {
@@ -269,16 +275,16 @@ static void ep_perform(nc_queue *q, nc_handle *h, nc_waiter *w)
     default:
         if (h->readable && h->rxq.head)
             do_recv(q, h, w);
-        if (h->writable && h->txq.head)
+        if (h->txq.head)
             do_send(q, h);
     }
 }
 
 static int ep_start(nc_queue *q, nc_handle *h, nc_op *op)
 {
-    if (op->kind == NC_OP_SEND) {
+    if (op->kind == NC_OP_SEND || op->kind == NC_OP_SHUTDOWN) {
         /* Try at once, as uvloop does: most sends fit the socket buffer. */
-        if (h->writable && h->txq.head == op)
+        if (h->txq.head == op)
             do_send(q, h);
     } else if (h->readable) {
         nc_mark_ready(q, h);

@@ -55,6 +55,11 @@ int nc_sock_adopt(nc_sock_t s)
     return 0;
 }
 
+int nc_sock_shutdown_write(nc_sock_t s)
+{
+    return shutdown(s, SHUT_WR) < 0 ? -errno : 0;
+}
+
 void nc_sock_close(nc_sock_t s)
 {
     close(s);

@@ -393,6 +393,10 @@ static void issue_send(nc_queue *q, nc_handle *h)
     iocp_handle *hs = HSTATE(h);
     nc_op *op;
     while (!hs->send && (op = h->txq.head)) {
+        if (op->kind == NC_OP_SHUTDOWN) { /* every send before it is out */
+            nc_complete(q, nc_opq_pop(&h->txq), nc_sock_shutdown_write(h->sock));
+            continue;
+        }
         if (advance(op, 0)) { /* skips empty buffers; done if none left */
             nc_complete(q, nc_opq_pop(&h->txq), 0);
             continue;
@@ -498,6 +502,7 @@ static int iocp_start(nc_queue *q, nc_handle *h, nc_op *op)
         post_accepts(q, h);
         break;
     case NC_OP_SEND:
+    case NC_OP_SHUTDOWN:
         issue_send(q, h);
         break;
     case NC_OP_RECV:

@@ -138,6 +138,11 @@ int nc_sock_adopt(nc_sock_t s)
     return ioctlsocket(s, FIONBIO, &nonblocking) == 0 ? 0 : nc_sock_error();
 }
 
+int nc_sock_shutdown_write(nc_sock_t s)
+{
+    return shutdown(s, SD_SEND) != 0 ? nc_sock_error() : 0;
+}
+
 void nc_sock_close(nc_sock_t s)
 {
     closesocket(s);
