@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from .http.limits import OPTIONS
+from .http.limits import INTERFACES, OPTIONS
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             if name == "backend":
                 kwargs["choices"] = ["auto", "epoll", "iocp"]
             elif name == "interface":
-                kwargs["choices"] = ["native"]
+                kwargs["choices"] = list(INTERFACES)
             elif name == "log_level":
                 kwargs["choices"] = ["critical", "error", "warning", "info", "debug"]
             p.add_argument(flag, dest=name, type=typ, default=None, help=text, **kwargs)

@@ -55,13 +55,18 @@ def test_large_stream_to_slow_reader_is_intact_and_bounded(serve, threads):
             yield bytes([i % 251]) * CHUNK
 
     def app(request):
-        # Pin the kernel's send buffer too (loopback autotunes it to MiBs), so
-        # that "pulled minus received" measures the server's own buffering.
-        request.connection.handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         return netcore.Response(gen())
 
     srv = serve(app, threads=threads)
     s = slow_client(srv)
+    # Pin the server side's kernel send buffer too (loopback autotunes it to
+    # MiBs), so that "pulled minus received" measures the server's own buffering.
+    deadline = time.monotonic() + 5
+    while len(srv.server.conns) != 1:
+        assert time.monotonic() < deadline, "the server never accepted"
+        time.sleep(0.005)
+    conn, = srv.server.conns
+    conn.handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     s.sendall(GET)
     buf = bytearray()
     deadline = time.monotonic() + 30

@@ -3,9 +3,10 @@
 The bytes of a response head depend on (status, headers, body length,
 connection disposition) and on the current second (Date).  Servers answer
 the same few shapes over and over, so complete heads are memoised per
-second: the steady-state cost of a response is a tuple, a dict lookup and
-two list appends.  The cache is cleared when the Date changes (the server
-ticks refresh_date() once a second) or when it grows past a bound.
+second in each server's HeadCache: the steady-state cost of a response is a
+tuple, a dict lookup and two list appends.  The cache is cleared when the
+Date changes (the server ticks HeadCache.refresh() once a second) or when
+it grows past a bound.
 """
 from __future__ import annotations
 
@@ -66,35 +67,49 @@ class Response:
         return f"<Response {self.status}>"
 
 
-# ---------------------------------------------------------------- the clock
+# ---------------------------------------------------------------- per-server heads
 
-class _Clock:
-    """The current Date header line and the per-second head cache."""
+class HeadCache:
+    """One server's response-head state: its Server line, the current Date
+    line, and the heads memoised for the current second.
 
-    __slots__ = ("second", "date_line", "server_line", "heads")
+    Per server, not per module: two servers in one process may differ in
+    their settings (server_header), and neither may change the other's.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("server_line", "second", "date_line", "heads")
+
+    def __init__(self, server_header: bool = True) -> None:
+        self.server_line = b"server: netcore\r\n" if server_header else b""
         self.second = -1
         self.date_line = b""
-        self.server_line = b"server: netcore\r\n"
-        self.heads: dict[Any, bytes] = {}
+        self.heads: dict[Any, Any] = {}
         self.refresh()
 
     def refresh(self) -> None:
+        """Call at least once a second: the Date line follows the clock."""
         now = int(time.time())
         if now != self.second:
             self.second = now
-            self.date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self.date_line = _date_line(now)
             self.heads = {}
 
+    def error(self, status: int, message: str) -> bytes:
+        """A complete plain-text error response that closes the connection."""
+        body = (message + "\n").encode("utf-8", "replace")
+        return b"".join((_status_line(status), self.server_line, self.date_line, _CT_TEXT,
+                         b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body))
 
-CLOCK = _Clock()
-refresh_date = CLOCK.refresh
+
+_DATE_MEMO: list = [-1, b""]
 
 
-def set_server_header(enabled: bool) -> None:
-    CLOCK.server_line = b"server: netcore\r\n" if enabled else b""
-    CLOCK.heads = {}
+def _date_line(second: int) -> bytes:
+    # shared by every HeadCache: formatted once per second per process
+    if _DATE_MEMO[0] != second:
+        _DATE_MEMO[1] = b"date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        _DATE_MEMO[0] = second
+    return _DATE_MEMO[1]
 
 
 # ---------------------------------------------------------------- headers
@@ -173,11 +188,11 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
 
 
-def _build_head(status: int, enc: _Encoded, default_type: bytes, length: int,
+def _build_head(cache: HeadCache, status: int, enc: _Encoded, default_type: bytes, length: int,
                 conn_line: bytes, chunked: bool) -> bytes:
     parts = [_status_line(status),
-             b"" if enc.has_server else CLOCK.server_line,
-             b"" if enc.has_date else CLOCK.date_line,
+             b"" if enc.has_server else cache.server_line,
+             b"" if enc.has_date else cache.date_line,
              enc.block]
     if not enc.has_type and status not in _NO_BODY:
         parts.append(default_type)
@@ -193,7 +208,8 @@ def _build_head(status: int, enc: _Encoded, default_type: bytes, length: int,
 _KIND_TYPES = (_CT_BYTES, _CT_TEXT, _CT_JSON)
 
 
-def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list) -> Any:
+def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list,
+           cache: HeadCache) -> Any:
     """Serialise a handler's result onto ``out``; return keep-alive, or a
     (falsy) Stream when an iterable body continues past its first window.
 
@@ -221,7 +237,7 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
             body = b""
             kind = 0
         elif hasattr(body, "__iter__"):
-            return _render_iterable(body, status, headers, head_only, http11, keep_alive, out)
+            return _render_iterable(body, status, headers, head_only, http11, keep_alive, out, cache)
         else:
             raise TypeError(f"cannot send a {btype.__name__} as a response body")
     else:
@@ -253,14 +269,14 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
     else:
         hkey = tuple(headers)  # type: ignore[arg-type]
     key = (status, hkey, length, kind, http11, keep_alive)
-    heads = CLOCK.heads
+    heads = cache.heads
     try:
         hit = heads.get(key)
     except TypeError:  # unhashable header values: build every time
-        hit = _make_head(status, headers, length, kind, http11, keep_alive)
+        hit = _make_head(cache, status, headers, length, kind, http11, keep_alive)
     else:
         if hit is None:
-            hit = _make_head(status, headers, length, kind, http11, keep_alive)
+            hit = _make_head(cache, status, headers, length, kind, http11, keep_alive)
             if len(heads) >= 1024:
                 heads.clear()
             heads[key] = hit
@@ -271,14 +287,14 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
     return keep
 
 
-def _make_head(status: int, headers: HeadersArg, length: int, kind: int, http11: bool,
-               keep_alive: bool) -> tuple[bytes, bool, bool]:
+def _make_head(cache: HeadCache, status: int, headers: HeadersArg, length: int, kind: int,
+               http11: bool, keep_alive: bool) -> tuple[bytes, bool, bool]:
     enc = _Encoded(headers) if headers is not None else _NO_HEADERS
     if enc.close:
         keep_alive = False
     if enc.length >= 0 and enc.length != length:
         raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
-    head = _build_head(status, enc, _KIND_TYPES[kind], length, _CONN_LINE[http11, keep_alive], False)
+    head = _build_head(cache, status, enc, _KIND_TYPES[kind], length, _CONN_LINE[http11, keep_alive], False)
     return head, keep_alive, status not in _NO_BODY
 
 
@@ -378,7 +394,7 @@ class Stream:
 
 
 def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: bool,
-                     http11: bool, keep_alive: bool, out: list) -> Any:
+                     http11: bool, keep_alive: bool, out: list, cache: HeadCache) -> Any:
     _hkey, enc = _encode_headers(headers)
     if enc.close:
         keep_alive = False
@@ -401,15 +417,9 @@ def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: boo
         except BaseException:
             stream.close()
             raise
-    out.append(_build_head(status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive], chunked))
+    out.append(_build_head(cache, status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive],
+                           chunked))
     out.extend(pieces)
     if stream.closed:
         return keep_alive   # no body, or all of it in one window: an ordinary response
     return stream
-
-
-def error_bytes(status: int, message: str) -> bytes:
-    """A complete plain-text error response that closes the connection."""
-    body = (message + "\n").encode("utf-8", "replace")
-    return b"".join((_status_line(status), CLOCK.server_line, CLOCK.date_line, _CT_TEXT,
-                     b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body))
