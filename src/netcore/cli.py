@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["choices"] = ["auto", "epoll", "iocp"]
             elif name == "interface":
                 kwargs["choices"] = list(INTERFACES)
+            elif name == "lifespan":
+                kwargs["choices"] = ["auto", "on", "off"]
             elif name == "log_level":
                 kwargs["choices"] = ["critical", "error", "warning", "info", "debug"]
             p.add_argument(flag, dest=name, type=typ, default=None, help=text, **kwargs)

@@ -192,7 +192,7 @@ def test_exact_content_length_stream_keeps_alive(serve, threads):
 
 
 @modes
-def test_head_does_not_iterate_but_closes(serve, threads):
+def test_head_does_not_iterate_but_closes(serve_native, threads):
     closed = threading.Event()
     started = []
 
@@ -210,7 +210,7 @@ def test_head_does_not_iterate_but_closes(serve, threads):
         def close(self):
             closed.set()
 
-    srv = serve(lambda r: netcore.Response(Body()), threads=threads)
+    srv = serve_native(lambda r: netcore.Response(Body()), threads=threads)
     s = srv.connect()
     s.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + SMALL)
     s.settimeout(5)

@@ -13,7 +13,8 @@ the answers back; the transport calls it on the I/O thread only:
   conn.notify_drain()); the place to produce the next window of a stream.
 - on_close(conn): the connection is gone; stop its requests' work.
 - on_stopping(): a graceful shutdown began.
-- start(transport) / stop(): around the serving loop.
+- start(transport) / run(transport) / stop(): before, as and after the
+  serving loop (run() drives transport.run_once()).
 
 Answers go back with conn.write(seq, parts, end, keep_alive) on the I/O
 thread; other threads hand work over with transport.post(fn, value).
@@ -50,6 +51,11 @@ class Dispatcher:
 
     def on_stopping(self) -> None:
         pass
+
+    def run(self, transport: Any) -> None:
+        """Drive the transport until it has finished (ASGI runs asyncio here)."""
+        while not transport.finished:
+            transport.run_once(None)
 
     def stop(self) -> None:
         pass

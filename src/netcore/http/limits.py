@@ -23,6 +23,9 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
                            "default: 0 for native, 4 per core up to 32 for wsgi)"),
     "backend": ("auto", str, "completion backend: auto, epoll or iocp"),
     "interface": ("auto", str, "application interface: auto (by the app's shape), native, wsgi or asgi"),
+    "lifespan": ("auto", str, "ASGI lifespan: auto (run it if the app speaks it), on, off"),
+    "root_path": ("", str, "the path prefix the application is mounted at behind a proxy "
+                           "(WSGI SCRIPT_NAME, ASGI root_path)"),
     "log_level": ("info", str, "logging level: critical, error, warning, info, debug"),
     "access_log": (False, bool, "log every request to the netcore.access logger"),
     "backlog": (1024, int, "listen backlog"),
@@ -51,6 +54,8 @@ class Config:
     threads: Optional[int]
     backend: str
     interface: str
+    lifespan: str
+    root_path: str
     log_level: str
     access_log: bool
     backlog: int
@@ -82,6 +87,10 @@ class Config:
         for name in ("workers",):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(f"root_path must be empty or start (and not end) with '/': {self.root_path!r}")
         if self.threads is not None and self.threads < 0:
             raise ValueError("threads must be >= 0")
         for name in ("limit_concurrency",):

@@ -128,8 +128,9 @@ class _Encoded:
         self.has_server = False
         self.has_date = False
         for name, value in items:  # type: ignore[union-attr]
-            name = str(name)
-            value = str(value)
+            # str pairs (native, WSGI) or latin-1 bytes pairs (ASGI)
+            name = name.decode("latin-1") if type(name) is bytes else str(name)
+            value = value.decode("latin-1") if type(value) is bytes else str(value)
             lname = name.lower()
             if not name or any(c in name for c in _BAD_HEADER_CHARS + (":", " ", "\t")):
                 raise ValueError(f"invalid header name {name!r}")
@@ -189,8 +190,9 @@ def _status_line(status: int) -> bytes:
 
 
 def _build_head(cache: HeadCache, status: int, enc: _Encoded, default_type: bytes, length: int,
-                conn_line: bytes, chunked: bool) -> bytes:
-    parts = [_status_line(status),
+                conn_line: bytes, chunked: bool, line: Optional[bytes] = None) -> bytes:
+    """The head for ``status`` (its status line ``line``, or the standard one)."""
+    parts = [line or _status_line(status),
              b"" if enc.has_server else cache.server_line,
              b"" if enc.has_date else cache.date_line,
              enc.block]
@@ -203,6 +205,56 @@ def _build_head(cache: HeadCache, status: int, enc: _Encoded, default_type: byte
     parts.append(conn_line)
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def build_head(cache: HeadCache, status: int, enc: "_Encoded", default_type: bytes, length: int,
+               http11: bool, keep_alive: bool, chunked: bool, line: Optional[bytes] = None) -> bytes:
+    """A response head, not memoised (streams; complete bodies use complete_head)."""
+    return _build_head(cache, status, enc, default_type, length, _CONN_LINE[http11, keep_alive],
+                       chunked, line)
+
+
+def parse_status(status: str) -> tuple[int, bytes]:
+    """A WSGI/CGI status string ("200 OK") -> (code, status line)."""
+    if (type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+            or any(c in status for c in _BAD_HEADER_CHARS)):
+        raise ValueError(f"invalid status {status!r}: expected 'NNN Reason'")
+    code = int(status[:3])
+    if code < 200:
+        raise ValueError(f"invalid status {status!r}: informational responses are the server's")
+    return code, b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
+
+
+def complete_head(cache: HeadCache, status: int, line: Optional[bytes], headers: Any, length: int,
+                  http11: bool, keep_alive: bool, default_type: bytes = b"") -> tuple[bytes, bool]:
+    """The head of a response whose whole body (``length`` bytes) is known,
+    and whether the connection stays open; memoised for the second.  Raises
+    ValueError for headers that cannot be sent or a contradicting length."""
+    try:
+        key: Any = (line or status, tuple(headers) if headers is not None else None, length,
+                    http11, keep_alive, default_type)
+        hit = cache.heads.get(key)
+    except TypeError:   # unhashable headers: build every time
+        key = None
+        hit = None
+    if hit is None:
+        enc = encode_headers(headers)
+        if enc.length >= 0 and enc.length != length:
+            raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
+        keep = keep_alive and not enc.close
+        hit = (_build_head(cache, status, enc, default_type, length, _CONN_LINE[http11, keep], False,
+                           line), keep)
+        if key is not None:
+            if len(cache.heads) >= 1024:
+                cache.heads.clear()
+            cache.heads[key] = hit
+    return hit
+
+
+def encode_headers(headers: HeadersArg) -> "_Encoded":
+    """A header set (mapping or (name, value) pairs of str), validated and
+    encoded once; raises ValueError for names or values that cannot be sent."""
+    return _encode_headers(headers)[1]
 
 
 _KIND_TYPES = (_CT_BYTES, _CT_TEXT, _CT_JSON)
@@ -237,7 +289,8 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
             body = b""
             kind = 0
         elif hasattr(body, "__iter__"):
-            return _render_iterable(body, status, headers, head_only, http11, keep_alive, out, cache)
+            return render_iterable(body, status, None, encode_headers(headers), head_only, http11,
+                                   keep_alive, out, cache)
         else:
             raise TypeError(f"cannot send a {btype.__name__} as a response body")
     else:
@@ -321,7 +374,7 @@ class Stream:
     """
 
     __slots__ = ("body", "it", "chunked", "left", "keep_alive", "done", "busy", "cancelled",
-                 "closed")
+                 "closed", "bytes_only")
 
     def __init__(self, body: Any, chunked: bool, length: int, keep_alive: bool) -> None:
         self.body = body
@@ -333,6 +386,7 @@ class Stream:
         self.busy = False           # a pool thread is inside pull() (server-owned)
         self.cancelled = False      # close() was asked for while busy
         self.closed = False
+        self.bytes_only = False     # refuse str and other chunks (WSGI), instead of converting
 
     def __bool__(self) -> bool:
         return False
@@ -343,35 +397,47 @@ class Stream:
         iterator raises, or BodyLengthError."""
         pieces: list[bytes] = []
         size = 0
-        chunked = self.chunked
         for chunk in self.it:
-            if type(chunk) is str:
-                chunk = chunk.encode("utf-8")
-            elif type(chunk) is not bytes:
-                chunk = bytes(chunk)
-            n = len(chunk)
-            if not n:
-                continue  # an empty chunk would read as the end of a chunked body
-            if self.left >= 0:
-                if n > self.left:
-                    raise BodyLengthError("response body longer than its content-length")
-                self.left -= n
-            if chunked:
-                pieces.append(b"%x\r\n" % n)
-                pieces.append(chunk)
-                pieces.append(b"\r\n")
-            else:
-                pieces.append(chunk)
-            size += n
+            size += self._frame(chunk, pieces)
             if size >= STREAM_WINDOW:
                 return pieces
-        if self.left > 0:
-            raise BodyLengthError(f"response body {self.left} bytes shorter than its content-length")
-        if chunked:
-            pieces.append(b"0\r\n\r\n")
-        self.done = True
+        pieces.extend(self.finish())
         self._close_now()  # (the pulling thread itself: not close(), which defers when busy)
         return pieces
+
+    def frame(self, chunks: Iterable[Any]) -> list[bytes]:
+        """``chunks`` framed as the next part of this body."""
+        pieces: list[bytes] = []
+        for chunk in chunks:
+            self._frame(chunk, pieces)
+        return pieces
+
+    def finish(self) -> list[bytes]:
+        """The end of the body: the last chunk of a chunked one; ``done`` set."""
+        if self.left > 0:
+            raise BodyLengthError(f"response body {self.left} bytes shorter than its content-length")
+        self.done = True
+        return [b"0\r\n\r\n"] if self.chunked else []
+
+    def _frame(self, chunk: Any, pieces: list) -> int:
+        if type(chunk) is not bytes:
+            if self.bytes_only and not isinstance(chunk, (bytearray, memoryview)):
+                raise TypeError(f"response body chunks must be bytes, not {type(chunk).__name__}")
+            chunk = chunk.encode("utf-8") if type(chunk) is str else bytes(chunk)
+        n = len(chunk)
+        if not n:
+            return 0  # an empty chunk would read as the end of a chunked body
+        if self.left >= 0:
+            if n > self.left:
+                raise BodyLengthError("response body longer than its content-length")
+            self.left -= n
+        if self.chunked:
+            pieces.append(b"%x\r\n" % n)
+            pieces.append(chunk)
+            pieces.append(b"\r\n")
+        else:
+            pieces.append(chunk)
+        return n
 
     def close(self) -> None:
         """Call the iterable's close() once (as WSGI servers do), now or,
@@ -393,9 +459,13 @@ class Stream:
                 logging.getLogger("netcore.error").exception("closing a response body failed")
 
 
-def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: bool,
-                     http11: bool, keep_alive: bool, out: list, cache: HeadCache) -> Any:
-    _hkey, enc = _encode_headers(headers)
+def render_iterable(body: Any, status: int, line: Optional[bytes], enc: _Encoded, head_only: bool,
+                    http11: bool, keep_alive: bool, out: list, cache: HeadCache,
+                    bytes_only: bool = False) -> Any:
+    """Serialise an iterable body's head and first window onto ``out``; like
+    render(), return keep-alive or a Stream for the windows that follow.
+    ``line`` is the status line (None: the standard one for ``status``);
+    ``bytes_only`` refuses chunks that are not bytes (WSGI)."""
     if enc.close:
         keep_alive = False
     length = enc.length
@@ -403,6 +473,7 @@ def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: boo
     if length < 0 and not http11:
         keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
     stream = Stream(body, chunked, length, keep_alive)
+    stream.bytes_only = bytes_only
     if head_only or status in _NO_BODY:
         # no body is sent, so none is produced (not iterated); close() still runs
         pieces: list[bytes] = []
@@ -418,7 +489,7 @@ def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: boo
             stream.close()
             raise
     out.append(_build_head(cache, status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive],
-                           chunked))
+                           chunked, line))
     out.extend(pieces)
     if stream.closed:
         return keep_alive   # no body, or all of it in one window: an ordinary response

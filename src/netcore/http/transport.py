@@ -28,14 +28,13 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 from time import monotonic
 from typing import Any, Callable, Optional
 
 from .. import iocore
 from .limits import Config
-from .protocol import BODY, HEAD, IDLE, Protocol
+from .protocol import HEAD, IDLE, Protocol
 from .response import HeadCache
 
 error_log = logging.getLogger("netcore.error")
@@ -224,10 +223,9 @@ class Transport:
 
     def run(self) -> None:
         """Serve until stop() (or a signal) and the graceful drain."""
-        self.start()
         try:
-            while not (self.stopping and not self.conns):
-                self.run_once(None)
+            self.start()
+            self.dispatcher.run(self)
         finally:
             self.close_all()
 
