@@ -214,7 +214,8 @@ class Cycle:
             # the whole answer at once: one write with a Content-Length
             self.state = FINISHED
             head, keep = complete_head(d.heads, self.status, None, self.headers, len(body), http11,
-                                       req.keep_alive and not d.transport.stopping)
+                                       req.keep_alive and not d.transport.stopping,
+                                       req.method == "HEAD")
             conn.write(self.seq, [head, body] if body and not head_only else [head], True, keep)
             self._finished()
             return DONE
@@ -288,13 +289,13 @@ class Cycle:
                 error_log.error("ASGI application failed for %s", what, exc_info=exc)
         elif exc is None and not self.gone and not task.cancelled():
             error_log.error("ASGI application returned without a complete response for %s", what)
+        if self.gone or self.state == FINISHED:
+            return       # (an exception after a complete answer is only logged)
         self.state = FINISHED
-        if self.gone:
-            return
-        if self.framer is None and self.status == 0:
+        if self.framer is None:
             self.conn.fail(self.seq, 500, "Internal Server Error")
         else:
-            self.conn.abort()   # part of the answer is out: closing is all that is left
+            self.conn.cut(self.seq)   # part of the answer is out: cut it short and close
         self._finished()
 
 

@@ -4,12 +4,14 @@ Applications run on a pool (``threads``; by default 4 per core, up to 32),
 so a blocking application never blocks the I/O thread, or with
 ``threads=0`` inline on it, for applications that never block.
 
-- ``wsgi.input`` on the pool streams the body while it arrives (read(n),
-  read(), readline(), readlines(), iteration; EOF at the end of the body,
-  chunked bodies de-chunked, ``wsgi.input_terminated`` set).  At most a
-  window of unread body is buffered: past it, reading the socket pauses
-  until the application catches up.  Inline, the body is collected first
-  (it is bounded by max_body_bytes).
+- ``wsgi.input`` on the pool streams a Content-Length body while it arrives
+  (read(n), read(), readline(), readlines(), iteration; EOF at the end of
+  the body; ``wsgi.input_terminated`` set).  At most a window of unread
+  body is buffered: past it, reading the socket pauses until the
+  application catches up.  A chunked body is de-chunked and collected
+  first, then given a CONTENT_LENGTH, because Django (and others) read
+  exactly CONTENT_LENGTH bytes; inline, every body is collected first.
+  Both are bounded by max_body_bytes.
 - The status and headers are sent with the first non-empty body bytes (or
   at the end); an iterable that ends within its first window gets a
   Content-Length, a longer one is sent chunked (close-delimited to
@@ -196,6 +198,13 @@ class StreamingInput:
         return line
 
 
+def _is_chunked(req: Request) -> bool:
+    for name, _value in req.raw_headers:
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
 def _resume(conn: Any) -> None:
     conn.resume_reading()
 
@@ -341,8 +350,10 @@ class WSGIDispatcher(BlockingDispatcher):
             if key in env:   # a repeated field: one value, joined as RFC 9110 allows
                 text = env[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
             env[key] = text
-        if req.body_pending:
-            env.pop("CONTENT_LENGTH", None) if "HTTP_TRANSFER_ENCODING" in env else None
+        if "HTTP_TRANSFER_ENCODING" in env and not req.body_pending:
+            # a chunked body, collected: it reads as a plain one of this length
+            del env["HTTP_TRANSFER_ENCODING"]
+            env["CONTENT_LENGTH"] = str(len(req.body))
         return env
 
     def _key(self, name: bytes) -> Optional[str]:
@@ -376,8 +387,12 @@ class WSGIDispatcher(BlockingDispatcher):
 
     # ------------------------------------------------------------ bodies
     def body_started(self, conn: Any, req: Request) -> bool:
-        if self.pool is None:
-            return False          # inline: collect the body, then call
+        # Inline, bodies are collected before the call.  So are chunked ones
+        # on the pool: Django and others read exactly CONTENT_LENGTH bytes and
+        # ignore wsgi.input_terminated, so the body gets its length first
+        # (bounded by max_body_bytes, which the decoder enforces).
+        if self.pool is None or _is_chunked(req):
+            return False
         sink = StreamingInput(self, conn)
         conn.state.body = sink
         self.pool.submit(self._run_streaming, conn, req, sink)
@@ -421,11 +436,11 @@ class WSGIDispatcher(BlockingDispatcher):
             _close(result)
             del parts[:]
             if call.framer is not None:
-                # part of the answer is out: closing is all that is left
+                # part of the answer is out: it ends here, cut short, and
+                # the connection closes (deliver() with keep-alive False)
                 if not isinstance(exc, ClientDisconnected):
                     error_log.exception("application failed midway for %s %s; closing the connection",
                                         req.method, req.target.decode("latin-1"))
-                self.transport.post(_abort, conn)
                 return False
             keep = self.failed(req, parts)
             call.status = 500
@@ -448,7 +463,7 @@ class WSGIDispatcher(BlockingDispatcher):
                 return stream.keep_alive
             body = b"".join(call.written + list(result)) if call.written else b"".join(result)
             head, keep = complete_head(self.heads, call.status, call.line, call.headers, len(body),
-                                       http11, keep_alive)
+                                       http11, keep_alive, head_only)
             parts.append(head)
             if body and not head_only and call.status not in (204, 304):
                 parts.append(body)
@@ -476,7 +491,7 @@ class WSGIDispatcher(BlockingDispatcher):
         if not first:   # nothing at all: an empty body, with its length
             _close(result)
             head, keep = complete_head(self.heads, call.status, call.line, call.headers, 0,
-                                       http11, keep_alive)
+                                       http11, keep_alive, head_only)
             parts.append(head)
             return keep
         return render_iterable(_Rest(first, it, result), call.status, call.line,
@@ -557,6 +572,3 @@ def _close(result: Any) -> None:
         except Exception:
             error_log.exception("closing the response iterable failed")
 
-
-def _abort(conn: Any) -> None:
-    conn.abort()

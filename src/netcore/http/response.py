@@ -226,13 +226,16 @@ def parse_status(status: str) -> tuple[int, bytes]:
 
 
 def complete_head(cache: HeadCache, status: int, line: Optional[bytes], headers: Any, length: int,
-                  http11: bool, keep_alive: bool, default_type: bytes = b"") -> tuple[bytes, bool]:
+                  http11: bool, keep_alive: bool, head_only: bool = False,
+                  default_type: bytes = b"") -> tuple[bytes, bool]:
     """The head of a response whose whole body (``length`` bytes) is known,
     and whether the connection stays open; memoised for the second.  Raises
-    ValueError for headers that cannot be sent or a contradicting length."""
+    ValueError for headers that cannot be sent or a contradicting length.
+    An answer to HEAD keeps the Content-Length its application declared
+    (that of the body a GET would get), whatever body came with it."""
     try:
         key: Any = (line or status, tuple(headers) if headers is not None else None, length,
-                    http11, keep_alive, default_type)
+                    http11, keep_alive, head_only, default_type)
         hit = cache.heads.get(key)
     except TypeError:   # unhashable headers: build every time
         key = None
@@ -240,7 +243,9 @@ def complete_head(cache: HeadCache, status: int, line: Optional[bytes], headers:
     if hit is None:
         enc = encode_headers(headers)
         if enc.length >= 0 and enc.length != length:
-            raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
+            if not head_only:
+                raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
+            length = enc.length
         keep = keep_alive and not enc.close
         hit = (_build_head(cache, status, enc, default_type, length, _CONN_LINE[http11, keep], False,
                            line), keep)

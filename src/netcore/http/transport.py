@@ -137,6 +137,11 @@ class Connection:
         """Output is still on its way to the socket."""
         return bool(self.sending or self.proto.out or self.dirty)
 
+    def cut(self, seq: int) -> None:
+        """Answer ``seq`` ends here, incomplete: send what was written, then
+        close (the client sees the answer cut short)."""
+        self.write(seq, [], True, False)
+
     def abort(self) -> None:
         """Close now, discarding unsent output."""
         self.transport.close(self)
@@ -325,6 +330,8 @@ class Transport:
                 self.next_expiry = deadline
         elif proto.phase != phase:
             self._phase_began(conn)
+        if conn.closed:
+            return
         if proto.out:
             self.flush(conn)
         if proto.reading:
