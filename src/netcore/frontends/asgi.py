@@ -81,7 +81,7 @@ class Cycle:
 
     __slots__ = ("dispatcher", "conn", "req", "seq", "state", "status", "headers", "framer",
                  "chunks", "buffered", "body_done", "body_given", "paused", "receiving",
-                 "draining", "unacked", "gone", "task")
+                 "draining", "unacked", "gone", "eof", "task")
 
     def __init__(self, dispatcher: "ASGIDispatcher", conn: Any, req: Request) -> None:
         self.dispatcher = dispatcher
@@ -101,6 +101,7 @@ class Cycle:
         self.draining: Optional[asyncio.Future] = None
         self.unacked = 0                  # bytes written since the connection last drained
         self.gone = False                 # the client went away
+        self.eof = False                  # the client half-closed (sends nothing more)
         self.task: Any = None
         if req.body:
             self.chunks.append(req.body)
@@ -132,6 +133,12 @@ class Cycle:
             if not d.done():
                 d.set_result(None)
 
+    def end_receiving(self) -> None:
+        """The client half-closed, or the server is shutting down: after the
+        body, receive() is a disconnect (sending goes on)."""
+        self.eof = True
+        self._wake_receive()
+
     def _wake_receive(self) -> None:
         fut = self.receiving
         if fut is not None and not fut.done():
@@ -160,7 +167,7 @@ class Cycle:
                 self.body_given = True
                 return {"type": "http.request", "body": b"", "more_body": False}
             return None
-        if self.gone or self.state == FINISHED:
+        if self.gone or self.eof or self.state == FINISHED:
             return _DISCONNECT
         return None
 
@@ -452,6 +459,15 @@ class ASGIDispatcher(Dispatcher):
         if st.waiting:
             conn.want_drain = True
 
+    def on_eof(self, conn: Any) -> None:
+        # The client will send nothing more: an app waiting in receive()
+        # after its body learns it as a disconnect (its answer may still go out).
+        st = conn.state
+        if st is None:
+            return
+        for cycle in list(st.cycles.values()):
+            cycle.end_receiving()
+
     def on_close(self, conn: Any) -> None:
         st = conn.state
         if st is None:
@@ -469,5 +485,4 @@ class ASGIDispatcher(Dispatcher):
             if st is None:
                 continue
             for cycle in list(st.cycles.values()):
-                if cycle.body_given and cycle.receiving is not None:
-                    cycle.disconnected()
+                cycle.end_receiving()

@@ -11,6 +11,8 @@ the answers back; the transport calls it on the I/O thread only:
   a whole read; it declines (returns False) before changing any state.
 - on_drain(conn): everything written so far has been sent (after
   conn.notify_drain()); the place to produce the next window of a stream.
+- on_eof(conn): the peer half-closed: it sends nothing more, answers in
+  progress still go out.
 - on_close(conn): the connection is gone; stop its requests' work.
 - on_stopping(): a graceful shutdown began.
 - start(transport) / run(transport) / stop(): before, as and after the
@@ -44,6 +46,9 @@ class Dispatcher:
         raise NotImplementedError
 
     def on_drain(self, conn: Any) -> None:
+        pass
+
+    def on_eof(self, conn: Any) -> None:
         pass
 
     def on_close(self, conn: Any) -> None:

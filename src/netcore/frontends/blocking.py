@@ -14,6 +14,7 @@ is being sent: requests behind it would only pile up held answers.
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import Any, Optional
 
@@ -41,6 +42,7 @@ class BlockingDispatcher(Dispatcher):
         self.config = config
         self.threads = threads
         self.pool: Optional[Pool] = None
+        self._local = threading.local()    # a pool thread's batch in progress
 
     def start(self, transport: Any) -> None:
         super().start(transport)
@@ -141,12 +143,28 @@ class BlockingDispatcher(Dispatcher):
 
     # ------------------------------------------------------------ pool
     def _run_threaded(self, conn: Any, reqs: list) -> None:
-        """On a pool thread: the applications of one read, in order."""
-        answers = []
-        for req in reqs:
-            parts: list = []
-            answers.append((req, parts, self.call(conn, req, parts)))
-        self.transport.post(self._threaded_done, (conn, answers))
+        """On a pool thread: the applications of one read, in order; their
+        answers go back together (see flush_batch)."""
+        local = self._local
+        answers: list = []
+        local.answers = answers
+        try:
+            for req in reqs:
+                parts: list = []
+                answers.append((req, parts, self.call(conn, req, parts)))
+        finally:
+            local.answers = None
+        if answers:
+            self.transport.post(self._threaded_done, (conn, answers))
+
+    def flush_batch(self, conn: Any) -> None:
+        """On a pool thread, before a call waits for its own output to
+        drain: the answers of the batch so far go out first, since the
+        waiting answer may be queued behind them."""
+        answers = getattr(self._local, "answers", None)
+        if answers:
+            self.transport.post(self._threaded_done, (conn, answers[:]))
+            del answers[:]
 
     def _threaded_done(self, value: tuple) -> None:
         conn, answers = value

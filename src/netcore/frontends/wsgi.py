@@ -520,6 +520,7 @@ class WSGIDispatcher(BlockingDispatcher):
             parts.extend(call.framer.frame(call.written))
         call.written = []
         done = threading.Event()
+        self.flush_batch(call.conn)
         self.transport.post(self._written, (call, parts, done))
         done.wait()
         if call.conn.closed:

@@ -351,6 +351,7 @@ class Transport:
             if events:
                 self.dispatcher.on_events(conn, events)
             proto.peer_done()
+            self.dispatcher.on_eof(conn)
             if not conn.closed:
                 self._maybe_finish(conn)
             return

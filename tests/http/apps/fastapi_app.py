@@ -5,7 +5,7 @@ import hashlib
 from typing import Optional
 
 from fastapi import BackgroundTasks, FastAPI, File, Form, Request, Response, UploadFile
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 background_done: list = []
 
