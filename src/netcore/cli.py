@@ -115,9 +115,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # an import error of any kind: one line, non-zero exit
         print(f"netcore: error: cannot load {args.app!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    from .frontends.lifespan import StartupFailed
     from .http.workers import serve
     try:
         serve(app, **options)
+    except StartupFailed as exc:
+        print(f"netcore: error: application startup failed: {exc}", file=sys.stderr)
+        return 3
     except OSError as exc:
         host = options.get("host", OPTIONS["host"][0])
         port = options.get("port", OPTIONS["port"][0])

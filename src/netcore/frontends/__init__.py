@@ -17,10 +17,18 @@ from ..http.limits import INTERFACES
 from .base import Dispatcher
 
 
-def make_dispatcher(app: Any, config: Any) -> Dispatcher:
-    interface = config.interface
+def resolve_interface(app: Any, interface: str) -> str:
+    """The concrete interface for ``app``: ``interface`` itself, or what
+    ``auto`` detects.  Raises ValueError with a message for the user."""
     if interface == "auto":
-        interface = detect(app)
+        return detect(app)
+    if interface not in INTERFACES:
+        raise ValueError(f"unknown interface {interface!r} (expected one of {', '.join(INTERFACES)})")
+    return interface
+
+
+def make_dispatcher(app: Any, config: Any) -> Dispatcher:
+    interface = resolve_interface(app, config.interface)
     if interface == "native":
         from .native import NativeDispatcher
         return NativeDispatcher(app, config)
@@ -30,7 +38,7 @@ def make_dispatcher(app: Any, config: Any) -> Dispatcher:
     if interface == "asgi":
         from .asgi import ASGIDispatcher
         return ASGIDispatcher(app, config)
-    raise ValueError(f"unknown interface {interface!r} (expected one of {', '.join(INTERFACES)})")
+    raise AssertionError(interface)  # pragma: no cover (resolve_interface checked it)
 
 
 def detect(app: Any) -> str:

@@ -34,9 +34,12 @@ class Server(Transport):
 def run_server(app: App, config: Config, reuse_port: bool = False,
                install_signals: bool = True, parent_pid: int = 0,
                on_listening: Optional[Callable[[tuple[str, int]], None]] = None,
-               sock: Optional[socket.socket] = None) -> None:
+               sock: Optional[socket.socket] = None,
+               stop_requested: Optional[list] = None) -> None:
     """Run one server process to completion (until a signal or stop()).
 
+    ``stop_requested``: a list a signal handler appended to before this
+    server could install its own; non-empty means stop at once, gracefully.
     Raises OSError when the address cannot be bound.
     """
     server = Server(app, config)
@@ -48,6 +51,8 @@ def run_server(app: App, config: Config, reuse_port: bool = False,
     server.parent_pid = parent_pid
     if install_signals and threading.current_thread() is threading.main_thread():
         server.install_signal_handlers()
+    if stop_requested:
+        server.stop()
     host, port = server.sockname
     if on_listening is not None:
         on_listening((host, port))
