@@ -239,7 +239,7 @@ class Transport:
         if self.dirty:
             self.flush_dirty()
         handle_rx = self.handle_rx
-        tx_done = self._tx_done
+        handle_tx = self.handle_tx
         events = self.q.wait(timeout)
         self.now = monotonic()
         for op, tag, status, value in events:
@@ -247,13 +247,7 @@ class Transport:
                 if op == RECV:
                     handle_rx(tag, status, value)
                 elif op == SEND:
-                    # handle_tx's common case inline: a send that completes
-                    # while the connection just keeps reading needs no work.
-                    tag.sending -= 1
-                    if status or not tag.sending and (tag.proto.close_after or tag.app_paused
-                                                      or tag.want_drain or self.stopping
-                                                      or not tag.rx_armed):
-                        tx_done(tag, status)
+                    handle_tx(tag, status, value)
                 elif op == POST:
                     tag(value)
                 elif op == ACCEPT:
@@ -406,17 +400,14 @@ class Transport:
             self._after_output(conn)
 
     def handle_tx(self, conn: Connection, status: int, nbytes: Any) -> None:
-        """A send completed (the loop inlines the common case)."""
+        """A send completed.  The common case, a send done while the
+        connection just keeps reading, needs no further work."""
         conn.sending -= 1
-        self._tx_done(conn, status)
-
-    def _tx_done(self, conn: Connection, status: int) -> None:
-        if conn.closed:
-            return
         if status:
-            self.close(conn)
-            return
-        if not conn.sending:
+            if not conn.closed:
+                self.close(conn)
+        elif not conn.sending and (conn.proto.close_after or conn.app_paused or conn.want_drain
+                                   or self.stopping or not conn.rx_armed) and not conn.closed:
             self._after_output(conn)
 
     def _after_output(self, conn: Connection) -> None:
