@@ -229,6 +229,25 @@ class QueueLoop(asyncio.SelectorEventLoop):  # type: ignore[misc, valid-type]
             return
         self.run_until_complete(done)
 
+    # Eager task starts before Python 3.12 (asgi.py): while a Task is being
+    # created, its first call_soon is caught instead of scheduled, then run.
+    _caught: Any = None
+
+    def catch_call_soon(self, callback: Any, *args: Any, context: Any = None) -> None:
+        self.__dict__.pop("call_soon", None)   # only the first call is caught
+        self._caught = (callback, args, context)
+
+    def run_caught(self) -> None:
+        caught = self._caught
+        if caught is None:
+            return
+        self._caught = None
+        callback, args, context = caught
+        if context is None:
+            callback(*args)
+        else:
+            context.run(callback, *args)
+
     def _write_to_self(self) -> None:
         # call_soon_threadsafe and friends: a post wakes q.wait()
         self._nc_transport.post(_wake)

@@ -27,18 +27,18 @@ import asyncio
 import sys
 from typing import Any, Optional
 
+from ..http.parser import HEAD_CACHE, memo_head
 from ..http.protocol import ABORTED
 from ..http.request import Request
 from ..http.response import (
     STREAM_WINDOW, BodyLengthError, Stream, build_head, complete_head, encode_headers)
 from .aioloop import QueueLoop
-from .base import Dispatcher, error_log, log_access
+from .base import Dispatcher, error_log, log_access, rest_of_read
 from .lifespan import Lifespan
 
 BODY_HIGH = 256 * 1024    # unread request body buffered before reading pauses
 BODY_LOW = 64 * 1024      # ... and resumes
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
 _DISCONNECT = {"type": "http.disconnect"}
 _EAGER = sys.version_info >= (3, 12)
 
@@ -338,6 +338,8 @@ class ASGIDispatcher(Dispatcher):
         self.loop = QueueLoop(transport)
         asyncio.set_event_loop(self.loop)
         self.lifespan.startup(self.loop)   # raises StartupFailed
+        if not self.timing:
+            self.fast_rx = self.fast_path
 
     def run(self, transport: Any) -> None:
         self.loop.run_until_finished()
@@ -360,26 +362,72 @@ class ASGIDispatcher(Dispatcher):
             self.loop = None
 
     # ------------------------------------------------------------ scope
-    def scope(self, conn: Any, req: Request) -> dict:
-        path = req.path
+    def _head_scope(self, method: str, version: str, raw_path: bytes, query: bytes,
+                    path: str) -> dict:
+        """The scope keys that depend only on the request head."""
         root = self.root
         if root and not (path == root or path.startswith(root + "/")):
             path = root + path   # the proxy took the prefix off: path includes root_path
-        return {
-            "type": "http",
-            "asgi": _ASGI.copy(),
-            "http_version": req.http_version,
-            "server": self.server,
-            "client": conn.client,
-            "scheme": "http",
-            "method": req.method,
-            "root_path": root,
-            "path": path,
-            "raw_path": req.raw_path,
-            "query_string": req.query_string.encode("latin-1"),
-            "headers": list(req.raw_headers),
-            "state": self.lifespan.state.copy(),
-        }
+        return {"type": "http", "http_version": version, "server": self.server, "scheme": "http",
+                "method": method, "root_path": root, "path": path, "raw_path": raw_path,
+                "query_string": query}
+
+    def scope(self, conn: Any, req: Request, head: Optional[dict] = None) -> dict:
+        """A fresh scope: nothing in it is shared with another request."""
+        scope = (self._head_scope(req.method, req.http_version, req.raw_path,
+                                  req.query_string.encode("latin-1"), req.path)
+                 if head is None else head.copy())
+        scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+        scope["client"] = conn.client
+        scope["headers"] = list(req.raw_headers)
+        scope["state"] = self.lifespan.state.copy()
+        return scope
+
+    # ------------------------------------------------------------ fast path
+    def fast_path(self, conn: Any, data: bytes) -> bool:
+        """Memoised body-less heads start their cycles without a pass through
+        the protocol's parser, from a scope prepared once per head; anything
+        else goes to the general path from where this stopped."""
+        proto = conn.proto
+        if not proto.fast_ready or self.transport.stopping:
+            return False
+        heads = HEAD_CACHE
+        config = self.config
+        st = conn.state
+        if st is None:
+            st = conn.state = _ConnState()
+        started = False
+        n = len(data)
+        pos = 0
+        while pos < n and proto.reading:
+            hend = data.find(b"\r\n\r\n", pos)
+            if hend < 0:
+                break
+            e = heads.get(data[pos:hend])
+            if e is None or e[0] is not config:
+                e = memo_head(data, pos, hend, config)
+                if e is None:
+                    break
+            pos = hend + 4
+            head = e[8].get(self)
+            if head is None:
+                raw_path, query, path = e[5][1]
+                head = self._head_scope(e[1], e[3], raw_path, query, path)
+                if len(e[8]) < 8:
+                    e[8][self] = head
+            req = Request(e[1], e[2], e[3], e[4])
+            req._split = e[5]
+            req._peer = conn
+            req.seq = proto.accept_inline()
+            cycle = Cycle(self, conn, req)
+            st.cycles[req.seq] = cycle
+            self._run(cycle, self.scope(conn, req, head))
+            started = True
+        if not started:
+            return False
+        if pos < n:
+            rest_of_read(self, conn, data, pos)
+        return True
 
     # ------------------------------------------------------------ events
     def on_events(self, conn: Any, events: list) -> None:
@@ -392,7 +440,7 @@ class ASGIDispatcher(Dispatcher):
                 st.cycles[ev.seq] = cycle
                 if ev.body_pending:
                     st.body = cycle
-                self._run(cycle)
+                self._run(cycle, self.scope(conn, ev))
                 continue
             req, data = ev
             cycle = st.body
@@ -407,19 +455,20 @@ class ASGIDispatcher(Dispatcher):
             else:
                 cycle.feed(data)
 
-    def _run(self, cycle: Cycle) -> None:
-        coro = self.app(self.scope(cycle.conn, cycle.req), cycle.receive, cycle.send)
+    def _run(self, cycle: Cycle, scope: dict) -> None:
+        coro = self.app(scope, cycle.receive, cycle.send)
         loop = self.loop
         if _EAGER:
             task = asyncio.Task(coro, loop=loop, eager_start=True)
         else:
-            # Eager start by hand: the Task schedules its first step last,
-            # so that step is the newest ready handle; run it now.
-            ready = loop._ready
-            n = len(ready)
-            task = asyncio.Task(coro, loop=loop)
-            if len(ready) == n + 1:
-                ready.pop()._run()
+            # Eager start by hand (before 3.12): the step the new Task asks
+            # the loop to schedule is caught and run at once.
+            loop.call_soon = loop.catch_call_soon
+            try:
+                task = asyncio.Task(coro, loop=loop)
+            finally:
+                loop.__dict__.pop("call_soon", None)
+            loop.run_caught()
         cycle.task = task
         if task.done():
             cycle.task_done(task)

@@ -70,6 +70,23 @@ class Dispatcher:
         return type(self).__name__
 
 
+def rest_of_read(dispatcher: Dispatcher, conn: Any, data: bytes, pos: int) -> None:
+    """A fast path stopped at ``pos``: the rest of the read goes through the
+    protocol, or, if the connection is closing, counts as unread input
+    (then it lingers) unless it is only the empty lines the parser skips."""
+    proto = conn.proto
+    rest = data[pos:]
+    if proto.reading:
+        events = proto.receive(rest)
+        if events:
+            dispatcher.on_events(conn, events)
+        return
+    while rest[:2] == b"\r\n":
+        rest = rest[2:]
+    if rest:
+        proto.linger = True
+
+
 def default_threads() -> int:
     """Pool size for blocking applications when none is configured."""
     return min(32, (os.cpu_count() or 1) * 4)

@@ -18,10 +18,11 @@ import threading
 from collections import deque
 from typing import Any, Optional
 
+from ..http.parser import HEAD_CACHE, memo_head
 from ..http.protocol import ABORTED
 from ..http.request import Request
 from ..http.response import STREAM_WINDOW, BodyLengthError, Stream
-from .base import Dispatcher, Pool, error_log
+from .base import Dispatcher, Pool, error_log, rest_of_read
 
 
 class ConnState:
@@ -76,6 +77,59 @@ class BlockingDispatcher(Dispatcher):
     def body_aborted(self, sink: Any) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    # ------------------------------------------------------------ fast path
+    def answer_head(self, conn: Any, entry: tuple, seq: int, out: list) -> Any:
+        """Answer a memoised body-less head inline onto ``out`` (the fast
+        path's per-request step; ``entry`` is its parser.HEAD_CACHE entry);
+        return keep-alive or a Stream, as call() does."""
+        raise NotImplementedError  # pragma: no cover (subclasses that use fast_path)
+
+    def fast_path(self, conn: Any, data: bytes) -> bool:
+        """The common case of a read in one frame: complete, repeated
+        (memoised) heads without a body, keep-alive, answered inline.  It
+        checks that the connection is in the plain state before touching
+        anything, commits only fully answered requests, and hands the rest
+        of the read to the general path unchanged."""
+        proto = conn.proto
+        st = conn.state
+        if (not proto.fast_ready or self.transport.stopping
+                or st is not None and (st.body is not None or st.streams)):
+            return False
+        heads = HEAD_CACHE
+        config = self.config
+        answer = self.answer_head
+        out: list = []
+        seq0 = seq = proto.seq_in
+        n = len(data)
+        pos = 0
+        while pos < n:
+            hend = data.find(b"\r\n\r\n", pos)
+            if hend < 0:
+                break
+            e = heads.get(data[pos:hend])
+            if e is None or e[0] is not config:
+                e = memo_head(data, pos, hend, config)
+                if e is None:
+                    break     # a body, an error, a closing request...: the general path's
+            pos = hend + 4
+            mark = len(out)
+            keep = answer(conn, e, seq, out)
+            if not keep:
+                # A closing answer or a stream: the protocol takes this one
+                # through its general output path, from a committed state.
+                proto.answered_inline(seq - seq0, out[:mark])
+                proto.accept_inline()
+                self.deliver(conn, seq, out[mark:], keep)
+                rest_of_read(self, conn, data, pos)
+                return True
+            seq += 1
+        if seq == seq0:
+            return False      # nothing answered: the read goes to the general path as it is
+        proto.answered_inline(seq - seq0, out)
+        if pos < n:
+            rest_of_read(self, conn, data, pos)
+        return True
+
     # ------------------------------------------------------------ events
     def on_events(self, conn: Any, events: list) -> None:
         ready: list = []
@@ -118,26 +172,26 @@ class BlockingDispatcher(Dispatcher):
             return
         for req in ready:
             parts: list = []
-            self.deliver(conn, req, parts, self.call(conn, req, parts))
+            self.deliver(conn, req.seq, parts, self.call(conn, req, parts))
 
     def failed(self, req: Request, out: list) -> bool:
         error_log.exception("application failed for %s %s", req.method, req.target.decode("latin-1"))
         out.append(self.heads.error(500, "Internal Server Error"))
         return False
 
-    def deliver(self, conn: Any, req: Request, parts: list, keep: Any) -> None:
-        """Write an answer (I/O thread); a Stream's later windows follow on drain."""
+    def deliver(self, conn: Any, seq: int, parts: list, keep: Any) -> None:
+        """Write answer ``seq`` (I/O thread); a Stream's later windows follow on drain."""
         if type(keep) is not Stream:
-            conn.write(req.seq, parts, True, bool(keep))
+            conn.write(seq, parts, True, bool(keep))
             return
         if conn.closed:
             keep.close()
             return
-        conn.write(req.seq, parts, False)
+        conn.write(seq, parts, False)
         st = conn.state
         if st is None:
             st = conn.state = ConnState()
-        st.streams.append((req.seq, keep))
+        st.streams.append((seq, keep))
         conn.pause_reading()
         conn.want_drain = True
 
@@ -169,7 +223,7 @@ class BlockingDispatcher(Dispatcher):
     def _threaded_done(self, value: tuple) -> None:
         conn, answers = value
         for req, parts, keep in answers:
-            self.deliver(conn, req, parts, keep)
+            self.deliver(conn, req.seq, parts, keep)
 
     # ------------------------------------------------------------ streams
     def wait_drained(self, conn: Any, seq: int, callback: Any) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..http.parser import HEAD_CACHE, memo_head
 from ..http.request import Request
 from ..http.response import render
 from .base import log_access
@@ -34,81 +33,24 @@ class NativeDispatcher(BlockingDispatcher):
     def start(self, transport: Any) -> None:
         super().start(transport)
         # the fast path answers inline and logs nothing
-        self.fast_rx = None if self.threads or self.timing else self._fast_rx
+        if not self.threads and not self.timing:
+            self.fast_rx = self.fast_path
 
     def describe(self) -> str:
         return f"native interface, {self.threads} handler threads" if self.threads else "native interface"
 
     # ------------------------------------------------------------ fast path
-    def _fast_rx(self, conn: Any, data: bytes) -> bool:
-        proto = conn.proto
-        st = conn.state
-        if (not proto.fast_ready or self.transport.stopping
-                or st is not None and (st.body is not None or st.streams)):
-            return False
-        heads = HEAD_CACHE
-        config = self.config
-        app = self.app
-        cache = self.heads
-        out: list = []
-        seq0 = seq = proto.seq_in
-        n = len(data)
-        pos = 0
-        keep: Any = True
-        while pos < n:
-            hend = data.find(b"\r\n\r\n", pos)
-            if hend < 0:
-                break
-            e = heads.get(data[pos:hend])
-            if e is None or e[0] is not config:
-                e = memo_head(data, pos, hend, config)
-                if e is None:
-                    break     # a body, an error, a closing request...: the general path's
-            req = Request(e[1], e[2], e[3], e[4])
-            req._split = e[5]
-            req._peer = conn
-            req.seq = seq
-            pos = hend + 4
-            mark = len(out)
-            try:
-                keep = render(app(req), e[6], e[7], True, out, cache)
-            except Exception:
-                del out[mark:]
-                keep = self.failed(req, out)
-            if not keep:
-                # A closing answer or a stream: the protocol takes this one
-                # through its general output path, from a committed state.
-                proto.answered_inline(seq - seq0, out[:mark])
-                proto.accept_inline()
-                self.deliver(conn, req, out[mark:], keep)
-                self._fast_rest(conn, data, pos)
-                return True
-            seq += 1
-        if seq == seq0:
-            return False      # nothing answered: the read goes to the general path as it is
-        proto.answered_inline(seq - seq0, out)
-        if pos < n:
-            events = proto.receive(data[pos:] if pos else data)
-            if events:
-                self.on_events(conn, events)
-        return True
-
-    def _fast_rest(self, conn: Any, data: bytes, pos: int) -> None:
-        """The rest of a read after a fast-path answer the general path took over."""
-        proto = conn.proto
-        rest = data[pos:]
-        if proto.reading:
-            if rest:
-                events = proto.receive(rest)
-                if events:
-                    self.on_events(conn, events)
-            return
-        # the connection closes: what follows counts as unread input unless
-        # it is only the empty lines receive() would have skipped
-        while rest[:2] == b"\r\n":
-            rest = rest[2:]
-        if rest:
-            proto.linger = True
+    def answer_head(self, conn: Any, e: tuple, seq: int, out: list) -> Any:
+        req = Request(e[1], e[2], e[3], e[4])
+        req._split = e[5]
+        req._peer = conn
+        req.seq = seq
+        mark = len(out)
+        try:
+            return render(self.app(req), e[6], e[7], True, out, self.heads)
+        except Exception:
+            del out[mark:]
+            return self.failed(req, out)
 
     # ------------------------------------------------------------ general path
     def call(self, conn: Any, req: Request, parts: list) -> Any:

@@ -233,18 +233,25 @@ class FileWrapper:
 # ---------------------------------------------------------------- one call
 
 class _Call:
-    """start_response and write for one application call."""
+    """start_response and write for one application call.
 
-    __slots__ = ("dispatcher", "conn", "req", "status", "line", "headers", "framer", "written",
-                 "pending")
+    start_response only records its arguments: they are checked when the
+    head is built, once per distinct (status, headers) (see _check), which
+    keeps the per-request cost of an application that answers the same way
+    every time to a few stores.
+    """
 
-    def __init__(self, dispatcher: "WSGIDispatcher", conn: Any, req: Request) -> None:
+    __slots__ = ("dispatcher", "conn", "req", "status_text", "headers", "status", "line",
+                 "framer", "written", "pending")
+
+    def __init__(self, dispatcher: "WSGIDispatcher", conn: Any, req: Any) -> None:
         self.dispatcher = dispatcher
         self.conn = conn
-        self.req = req
-        self.status = 0
-        self.line: Optional[bytes] = None
+        self.req = req                         # a Request, or None on the fast path
+        self.status_text: Optional[str] = None
         self.headers: Any = None
+        self.status = 0                        # the code, once checked
+        self.line: Optional[bytes] = None      # the status line, once checked
         self.framer: Optional[Stream] = None   # once write() has sent the head: its framing
         self.written: list = []                # write() data not yet sent
         self.pending = 0
@@ -256,19 +263,9 @@ class _Call:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None  # no reference cycle through the traceback
-        elif self.line is not None:
+        elif self.status_text is not None:
             raise AssertionError("start_response() called a second time without exc_info")
-        code, line = parse_status(status)
-        if type(headers) is not list:
-            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
-        for item in headers:
-            if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str \
-                    or type(item[1]) is not str:
-                raise TypeError(f"response header {item!r} is not a (str, str) tuple")
-            if item[0].lower() in HOP_BY_HOP:
-                raise ValueError(f"hop-by-hop header {item[0]!r} is the server's to send (PEP 3333)")
-        self.status = code
-        self.line = line
+        self.status_text = status
         self.headers = headers
         return self.write
 
@@ -276,7 +273,7 @@ class _Call:
         """The legacy write callable: data goes out before the result's.
         On a pool it is sent once a window has gathered, and write() returns
         when the client has taken it; inline it waits for the result."""
-        if self.line is None:
+        if self.status_text is None:
             raise AssertionError("write() called before start_response()")
         if type(data) is not bytes:
             raise TypeError(f"write() takes bytes, not {type(data).__name__}")
@@ -287,6 +284,21 @@ class _Call:
         if self.pending >= STREAM_WINDOW and self.dispatcher.pool is not None:
             self.pending = 0
             self.dispatcher.send_written(self)
+
+
+def _validate(status: str, headers: Any) -> tuple[int, bytes]:
+    """Check start_response's arguments; (code, status line) or an error
+    whose message says what is wrong (the client gets a 500)."""
+    code, line = parse_status(status)
+    if type(headers) is not list:
+        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2 or type(item[0]) is not str \
+                or type(item[1]) is not str:
+            raise TypeError(f"response header {item!r} is not a (str, str) tuple")
+        if item[0].lower() in HOP_BY_HOP:
+            raise ValueError(f"hop-by-hop header {item[0]!r} is the server's to send (PEP 3333)")
+    return code, line
 
 
 # ---------------------------------------------------------------- dispatcher
@@ -302,12 +314,15 @@ class WSGIDispatcher(BlockingDispatcher):
         self.root = config.root_path.encode("latin-1")
         self._keys: dict[bytes, Optional[str]] = {}
         self._paths: dict[bytes, str] = {}
+        self._checked: dict[Any, tuple[int, bytes]] = {}
 
     def describe(self) -> str:
         return f"WSGI interface, {self.threads} threads" if self.threads else "WSGI interface, inline"
 
     def start(self, transport: Any) -> None:
         super().start(transport)
+        if not self.threads and not self.timing:
+            self.fast_rx = self.fast_path
         host, port = transport.sockname
         self.base = {
             "SCRIPT_NAME": self.config.root_path,
@@ -325,22 +340,33 @@ class WSGIDispatcher(BlockingDispatcher):
 
     # ------------------------------------------------------------ environ
     def environ(self, conn: Any, req: Request, wsgi_input: Any) -> dict:
+        """The environ of a request on the general path."""
         env = self.base.copy()
-        raw_path = req.raw_path
-        path_info = self._paths.get(raw_path)
-        if path_info is None:
-            path_info = self._path_info(raw_path)
-        env["REQUEST_METHOD"] = req.method
-        env["PATH_INFO"] = path_info
-        env["QUERY_STRING"] = req.query_string
-        env["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
+        self._fill(env, req.method, req.raw_path, req.query_string, req.http_version,
+                   req.raw_headers)
         client = conn.client
         if client is not None:
             env["REMOTE_ADDR"] = client[0]
             env["REMOTE_PORT"] = str(client[1])
         env["wsgi.input"] = wsgi_input
+        if "HTTP_TRANSFER_ENCODING" in env and not req.body_pending:
+            # a chunked body, collected: it reads as a plain one of this length
+            del env["HTTP_TRANSFER_ENCODING"]
+            env["CONTENT_LENGTH"] = str(len(req.body))
+        return env
+
+    def _fill(self, env: dict, method: str, raw_path: bytes, query: str, version: str,
+              raw_headers: Any) -> None:
+        """The keys that depend only on the request head."""
+        path_info = self._paths.get(raw_path)
+        if path_info is None:
+            path_info = self._path_info(raw_path)
+        env["REQUEST_METHOD"] = method
+        env["PATH_INFO"] = path_info
+        env["QUERY_STRING"] = query
+        env["SERVER_PROTOCOL"] = "HTTP/" + version
         keys = self._keys
-        for name, value in req.raw_headers:
+        for name, value in raw_headers:
             key = keys.get(name, "")
             if key == "":
                 key = self._key(name)
@@ -350,10 +376,17 @@ class WSGIDispatcher(BlockingDispatcher):
             if key in env:   # a repeated field: one value, joined as RFC 9110 allows
                 text = env[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
             env[key] = text
-        if "HTTP_TRANSFER_ENCODING" in env and not req.body_pending:
-            # a chunked body, collected: it reads as a plain one of this length
-            del env["HTTP_TRANSFER_ENCODING"]
-            env["CONTENT_LENGTH"] = str(len(req.body))
+
+    def _template(self, e: tuple) -> dict:
+        """The environ of a memoised body-less head, less the peer's address
+        (copied per request)."""
+        raw_path, raw_query, _decoded = e[5][1]
+        env = self.base.copy()
+        self._fill(env, e[1], raw_path, raw_query.decode("latin-1"), e[3], e[4])
+        env["wsgi.input"] = EMPTY_INPUT
+        derived = e[8]
+        if len(derived) < 8:
+            derived[self] = env
         return env
 
     def _key(self, name: bytes) -> Optional[str]:
@@ -416,9 +449,32 @@ class WSGIDispatcher(BlockingDispatcher):
     def _streaming_done(self, value: tuple) -> None:
         conn, req, parts, keep, sink = value
         sink.finished()
-        self.deliver(conn, req, parts, keep)
+        self.deliver(conn, req.seq, parts, keep)
 
     # ------------------------------------------------------------ calls
+    def answer_head(self, conn: Any, e: tuple, seq: int, out: list) -> Any:
+        """The fast path's step: a memoised body-less head, inline."""
+        env = e[8].get(self)
+        if env is None:
+            env = self._template(e)
+        env = env.copy()
+        client = conn.client
+        if client is not None:
+            env["REMOTE_ADDR"] = client[0]
+            env["REMOTE_PORT"] = str(client[1])
+        call = _Call(self, conn, None)
+        result = None
+        mark = len(out)
+        try:
+            result = self.app(env, call.start_response)
+            return self._render(e[6], e[7], True, call, result, out)
+        except Exception:
+            _close(result)
+            del out[mark:]
+            error_log.exception("application failed for %s %s", e[1], e[2].decode("latin-1"))
+            out.append(self.heads.error(500, "Internal Server Error"))
+            return False
+
     def call(self, conn: Any, req: Request, parts: list) -> Any:
         body = req.body
         return self._call(conn, req, parts, io.BytesIO(body) if body else EMPTY_INPUT)
@@ -431,7 +487,8 @@ class WSGIDispatcher(BlockingDispatcher):
         try:
             env = self.environ(conn, req, wsgi_input)
             result = self.app(env, call.start_response)
-            keep = self._render(req, call, result, parts)
+            keep = self._render(req.method == "HEAD", req.http_version == "1.1",
+                                req.keep_alive and not self.transport.stopping, call, result, parts)
         except Exception as exc:
             _close(result)
             del parts[:]
@@ -448,14 +505,31 @@ class WSGIDispatcher(BlockingDispatcher):
             self._log(req, call, parts)
         return keep
 
-    def _render(self, req: Request, call: "_Call", result: Any, parts: list) -> Any:
-        head_only = req.method == "HEAD"
-        http11 = req.http_version == "1.1"
-        keep_alive = req.keep_alive and not self.transport.stopping
+    def _check(self, call: _Call) -> None:
+        """Validate what start_response recorded, once per distinct answer."""
+        if call.line is not None:
+            return
+        if call.status_text is None:
+            raise RuntimeError("the application returned without calling start_response()")
+        headers = call.headers
+        try:
+            key: Any = (call.status_text, tuple(headers))
+            ok = self._checked.get(key)
+        except TypeError:   # unhashable: check every time
+            key = ok = None
+        if ok is None:
+            ok = _validate(call.status_text, headers)
+            if key is not None:
+                if len(self._checked) >= 1024:
+                    self._checked.clear()
+                self._checked[key] = ok
+        call.status, call.line = ok
+
+    def _render(self, head_only: bool, http11: bool, keep_alive: bool, call: "_Call", result: Any,
+                parts: list) -> Any:
         if type(result) is list or type(result) is tuple:
             # the common case: the whole body at once
-            if call.line is None:
-                raise RuntimeError("the application returned without calling start_response()")
+            self._check(call)
             if call.framer is not None:   # write() sent the head: finish in its framing
                 stream = call.framer
                 parts.extend(stream.frame(call.written + list(result)))
@@ -477,8 +551,7 @@ class WSGIDispatcher(BlockingDispatcher):
             if chunk:
                 first.append(chunk)
                 break
-        if call.line is None:
-            raise RuntimeError("the application returned without calling start_response()")
+        self._check(call)
         if call.framer is not None:       # write() sent the head: go on in its framing
             stream = call.framer
             if head_only or call.status in (204, 304):
@@ -505,6 +578,7 @@ class WSGIDispatcher(BlockingDispatcher):
         req = call.req
         parts: list = []
         if call.framer is None:
+            self._check(call)
             enc = encode_headers(call.headers)
             http11 = req.http_version == "1.1"
             keep_alive = req.keep_alive and not self.transport.stopping and not enc.close
