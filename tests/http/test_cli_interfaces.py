@@ -14,28 +14,27 @@ APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
 
 def wait_serving(proc, workers, timeout=15.0):
-    """The port, once ``workers`` processes log that they serve it."""
+    """The port, once ``workers`` processes log that they serve it.  Reads
+    the raw pipe: a buffered readline would hide lines from the selector."""
     import re
-    import selectors
+    import select
     import time
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
+    fd = proc.stderr.fileno()
     deadline = time.monotonic() + timeout
-    seen, ports = [], []
-    while len(ports) < workers and time.monotonic() < deadline:
-        if not sel.select(max(0.0, deadline - time.monotonic())):
+    text = ""
+    while time.monotonic() < deadline:
+        ports = [int(p) for p in re.findall(r"serving on http://[^ ]*?:(\d+)", text)]
+        if len(ports) >= workers:
+            return ports[0]
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
             break
-        line = proc.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        seen.append(line)
-        m = re.search(r"serving on http://[^ ]*?:(\d+)", line)
-        if m:
-            ports.append(int(m.group(1)))
-    if len(ports) < workers:
-        proc.kill()
-        raise AssertionError("server did not start: " + "".join(seen))
-    return ports[0]
+        text += chunk.decode(errors="replace")
+    proc.kill()
+    raise AssertionError("server did not start: " + text)
 
 
 def get(port, path="/"):
