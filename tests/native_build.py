@@ -4,6 +4,7 @@ host (gcc, epoll) or for Windows (mingw-w64, IOCP, run under Wine).
 Shared by test_native.py and test_wine.py; not a test module itself."""
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,7 +39,8 @@ def build(target, out_dir):
               f"-I{CORE}", f"-I{NATIVE}", str(TEST_SOURCE), *sources]
     if target == "linux":
         exe = Path(out_dir) / "iocore_tests"
-        cmd = [os.environ.get("CC", "gcc"), *common, "-lpthread", "-o", str(exe)]
+        # CC may carry flags, e.g. CC="gcc -fsanitize=address,undefined"
+        cmd = [*shlex.split(os.environ.get("CC", "gcc")), *common, "-lpthread", "-o", str(exe)]
     else:
         exe = Path(out_dir) / "iocore_tests.exe"
         cmd = [MINGW_CC, "-D_WIN32_WINNT=0x0602", "-DWIN32_LEAN_AND_MEAN", *common,
@@ -53,6 +55,13 @@ def build(target, out_dir):
     for line in warnings:
         print(line)
     return exe
+
+
+def skip_reason():
+    """Why the program cannot be built here, or None."""
+    if not CORE.is_dir():
+        return f"no C sources at {CORE} (testing an installed wheel)"
+    return None
 
 
 def run(cmd, timeout, env=None):

@@ -16,6 +16,8 @@ NAMES = nb.scenario_names("linux")
 
 @pytest.fixture(scope="module")
 def program(tmp_path_factory):
+    if nb.skip_reason():
+        pytest.skip(nb.skip_reason())
     if shutil.which("gcc") is None and "CC" not in __import__("os").environ:
         pytest.skip("no C compiler (gcc) to build tests/native")
     return nb.build("linux", tmp_path_factory.mktemp("native"))

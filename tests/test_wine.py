@@ -15,6 +15,8 @@ NAMES = nb.scenario_names("windows")
 def wine_run(tmp_path_factory):
     """Builds the program once and runs every scenario in one Wine process
     (Wine's start-up costs seconds); returns (exit code, output)."""
+    if nb.skip_reason():
+        pytest.skip(nb.skip_reason())
     if not nb.have_mingw():
         pytest.skip(f"{nb.MINGW_CC} not found (apt-get install gcc-mingw-w64-x86-64)")
     if not nb.have_wine():

@@ -17,6 +17,24 @@
 #include <math.h>
 #include <string.h>
 
+/* Python 3.9 (the oldest supported) has no Py_NewRef. */
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+#endif
+
+/* Free-threaded CPython: another thread may mutate a dict or list while it
+ * is being encoded, so json_simple walks a private snapshot that holds
+ * strong references (PyDict_Items / PyList_AsTuple take the object's lock).
+ * With the GIL nothing runs between two items, so the containers are read
+ * in place.  -DNC_HTTP_SNAPSHOT forces the snapshot path for tests. */
+#if defined(Py_GIL_DISABLED) && !defined(NC_HTTP_SNAPSHOT)
+#define NC_HTTP_SNAPSHOT 1
+#endif
+
 #define MAX_DEPTH 32
 
 typedef struct {
@@ -114,6 +132,77 @@ static int put_repr(out_t *o, PyObject *obj, reprfunc repr)
     return rc < 0 ? -1 : 1;
 }
 
+static int put_value(out_t *o, PyObject *v, int depth);
+
+/* one "key":value member; 1 = written, 0 = decline, -1 = error */
+static int put_member(out_t *o, PyObject *k, PyObject *val, int first, int depth)
+{
+    int rc;
+    if (Py_TYPE(k) != &PyUnicode_Type)
+        return 0;  /* json converts or rejects other keys */
+    if (!first && put(o, ",", 1) < 0)
+        return -1;
+    if ((rc = put_str(o, k)) <= 0)
+        return rc;
+    if (put(o, ":", 1) < 0)
+        return -1;
+    return put_value(o, val, depth + 1);
+}
+
+static int put_dict(out_t *o, PyObject *v, int depth)
+{
+    int rc = 1;
+    if (put(o, "{", 1) < 0)
+        return -1;
+#ifdef NC_HTTP_SNAPSHOT
+    PyObject *items = PyDict_Items(v);
+    if (!items)
+        return -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items) && rc > 0; i++) {
+        PyObject *kv = PyList_GET_ITEM(items, i);
+        rc = put_member(o, PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1), i == 0, depth);
+    }
+    Py_DECREF(items);
+#else
+    /* borrowed references: nothing here runs Python code that could mutate
+     * the dict (exact types only) and the GIL keeps other threads out */
+    Py_ssize_t pos = 0;
+    PyObject *k, *val;
+    for (int first = 1; rc > 0 && PyDict_Next(v, &pos, &k, &val); first = 0)
+        rc = put_member(o, k, val, first, depth);
+#endif
+    if (rc <= 0)
+        return rc;
+    return put(o, "}", 1) < 0 ? -1 : 1;
+}
+
+static int put_list(out_t *o, PyObject *v, int depth)
+{
+    int rc = 1;
+    if (put(o, "[", 1) < 0)
+        return -1;
+#ifdef NC_HTTP_SNAPSHOT
+    PyObject *seq = PyList_AsTuple(v);
+    if (!seq)
+        return -1;
+#else
+    PyObject *seq = v;
+#endif
+    /* the PySequence_Fast macros read a list or a tuple alike */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && rc > 0; i++) {
+        if (i && put(o, ",", 1) < 0)
+            rc = -1;
+        else
+            rc = put_value(o, PySequence_Fast_GET_ITEM(seq, i), depth + 1);
+    }
+#ifdef NC_HTTP_SNAPSHOT
+    Py_DECREF(seq);
+#endif
+    if (rc <= 0)
+        return rc;
+    return put(o, "]", 1) < 0 ? -1 : 1;
+}
+
 static int put_value(out_t *o, PyObject *v, int depth)
 {
     PyTypeObject *t = Py_TYPE(v);
@@ -134,41 +223,10 @@ static int put_value(out_t *o, PyObject *v, int depth)
     }
     if (depth >= MAX_DEPTH)
         return 0;
-    if (t == &PyDict_Type) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *val;
-        int first = 1, rc;
-        if (put(o, "{", 1) < 0)
-            return -1;
-        while (PyDict_Next(v, &pos, &k, &val)) {
-            if (Py_TYPE(k) != &PyUnicode_Type)
-                return 0;  /* json converts or rejects other keys */
-            if (!first && put(o, ",", 1) < 0)
-                return -1;
-            first = 0;
-            /* values are borrowed: nothing here runs Python code that
-             * could mutate the dict (exact types only) */
-            if ((rc = put_str(o, k)) <= 0)
-                return rc;
-            if (put(o, ":", 1) < 0)
-                return -1;
-            if ((rc = put_value(o, val, depth + 1)) <= 0)
-                return rc;
-        }
-        return put(o, "}", 1) < 0 ? -1 : 1;
-    }
-    if (t == &PyList_Type) {
-        int rc;
-        if (put(o, "[", 1) < 0)
-            return -1;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
-            if (i && put(o, ",", 1) < 0)
-                return -1;
-            if ((rc = put_value(o, PyList_GET_ITEM(v, i), depth + 1)) <= 0)
-                return rc;
-        }
-        return put(o, "]", 1) < 0 ? -1 : 1;
-    }
+    if (t == &PyDict_Type)
+        return put_dict(o, v, depth);
+    if (t == &PyList_Type)
+        return put_list(o, v, depth);
     return 0;
 }
 
@@ -525,11 +583,23 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "netcore._http", "C helpers for netcore.http's hot path.", -1, methods,
 };
 
+/* Free-threading audit (docs/free-threading.md): the tables above are
+ * written once here and only read afterwards; method_objs are created here
+ * and never released; json_simple snapshots mutable containers (see
+ * NC_HTTP_SNAPSHOT); parse_head_fast reads only its immutable bytes
+ * argument.  So the module does not need the GIL. */
 PyMODINIT_FUNC PyInit__http(void)
 {
     init_tables();
     for (size_t i = 0; i < N_METHODS; i++)
-        if (!(method_objs[i] = PyUnicode_InternFromString(common_methods[i])))
+        if (!method_objs[i] && !(method_objs[i] = PyUnicode_InternFromString(common_methods[i])))
             return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+#ifdef Py_GIL_DISABLED
+    if (m && PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
+    return m;
 }
