@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["choices"] = list(INTERFACES)
             elif name == "lifespan":
                 kwargs["choices"] = ["auto", "on", "off"]
+            elif name == "worker_start":
+                kwargs["choices"] = ["auto", "fork", "spawn"]
             elif name == "log_level":
                 kwargs["choices"] = ["critical", "error", "warning", "info", "debug"]
             p.add_argument(flag, dest=name, type=typ, default=None, help=text, **kwargs)
@@ -118,7 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .frontends.lifespan import StartupFailed
     from .http.workers import serve
     try:
-        serve(app, **options)
+        serve(app, app_spec=args.app, app_dir=args.app_dir, **options)
     except StartupFailed as exc:
         print(f"netcore: error: application startup failed: {exc}", file=sys.stderr)
         return 3

@@ -19,6 +19,7 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
     "workers": (1, int, "worker processes (SO_REUSEPORT listener each on Linux)"),
     "reuse_port": (True, bool, "with workers > 1: a SO_REUSEPORT listener per worker where the OS "
                                "has it; off: the supervisor shares one listening socket"),
+    "worker_start": ("auto", str, "how workers start: fork, spawn, or auto (fork where the OS has it)"),
     "threads": (None, int, "run the application on a pool of N threads (0: on the I/O thread; "
                            "default: 0 for native, 4 per core up to 32 for wsgi)"),
     "backend": ("auto", str, "completion backend: auto, epoll or iocp"),
