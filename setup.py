@@ -8,6 +8,7 @@ NETCORE_SANITIZE=address,undefined (any -fsanitize= list) builds both with
 those sanitizers into build/sanitize-*/ so the objects never mix with a
 normal build; scripts/sanitize.sh and scripts/fuzz.sh use it.
 """
+import glob
 import os
 import re
 import sys
@@ -91,6 +92,8 @@ def extensions() -> list:
         "netcore._iocore",
         sources=[os.path.join(CORE, s) for s in CORE_SOURCES + backend_sources(family)],
         include_dirs=[CORE, os.path.join(CORE, "includes")],
+        # a header change rebuilds (setuptools compares only these and sources)
+        depends=sorted(glob.glob(os.path.join(CORE, "**", "*.h"), recursive=True)),
         **options,
     )
     # HTTP hot-path helpers (plain C API); netcore.http falls back to pure

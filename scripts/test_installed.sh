@@ -7,7 +7,7 @@
 # the venv's site-packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=$1
+PY=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")   # absolute, symlink kept (a venv's python)
 shift
 work=$(mktemp -d "${TMPDIR:-/tmp}/netcore-installed.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -60,7 +60,7 @@ def build(target, out_dir):
 def skip_reason():
     """Why the program cannot be built here, or None."""
     if not CORE.is_dir():
-        return f"no C sources at {CORE} (testing an installed wheel)"
+        return f"no C sources at {CORE} (testing an installed package)"
     return None
 
 

@@ -30,7 +30,7 @@ def pinned_version() -> str:
 @pytest.fixture(scope="module")
 def cibuildwheel():
     if not WORKFLOW.exists():
-        pytest.skip("no .github/workflows/wheels.yml here (testing an installed wheel)")
+        pytest.skip("no .github/workflows/wheels.yml here (testing an installed package)")
     version = pinned_version()
     venv = ROOT / "build" / f"cibuildwheel-{version}"
     exe = venv / "bin" / "cibuildwheel"

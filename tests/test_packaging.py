@@ -38,7 +38,7 @@ def test_the_installed_package_is_under_test():
 @pytest.fixture(scope="module")
 def setup_py():
     if not SETUP.exists():
-        pytest.skip("setup.py is not here (testing an installed wheel)")
+        pytest.skip("setup.py is not here (testing an installed package)")
     spec = importlib.util.spec_from_file_location("netcore_setup", SETUP)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the __main__ guard keeps setup() from running

@@ -54,7 +54,7 @@ def test_iocore_is_not_declared_free_threading_compatible_yet():
 def snapshot_http(tmp_path_factory):
     """_http.c built with -DNC_HTTP_SNAPSHOT, loaded under another name."""
     if not SOURCE.exists():
-        pytest.skip("no C sources here (testing an installed wheel)")
+        pytest.skip("no C sources here (testing an installed package)")
     cc = sysconfig.get_config_var("CC") or "cc"
     if os.name == "nt" or shutil.which(shlex.split(cc)[0]) is None:
         pytest.skip(f"no C compiler ({cc})")
