@@ -4,7 +4,7 @@
 # -fsanitize=address,undefined,fuzzer-no-link into build/fuzz-venv, so the
 # C head parser reports its coverage and its memory errors, and atheris
 # instruments the Python parser.
-#   scripts/fuzz.sh                      # 45 s (what .ci/run does)
+#   scripts/fuzz.sh                      # 45 s (.ci/run sets FUZZ_SECONDS=30)
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh    # a long run
 #   scripts/fuzz.sh -jobs=2 -workers=2   # extra arguments go to libFuzzer
 # New inputs go to build/fuzz-corpus (seeded from tests/fuzz/corpus, which

@@ -48,5 +48,5 @@ echo "== install the repaired wheel in a fresh venv and test it"
 venv=$(mktemp -d "${TMPDIR:-/tmp}/netcore-wheel-venv.XXXXXX")
 trap 'rm -rf "$venv"' EXIT
 "$PY" -m venv "$venv"
-"$venv/bin/pip" install -q "$repaired" pytest pytest-timeout h11
+"$venv/bin/pip" install -q "$repaired[test]"   # the test extra: pytest, h11, the frameworks
 scripts/test_installed.sh "$venv/bin/python" -q -m "not wine" "$@"

@@ -23,8 +23,8 @@ echo "== build with -fsanitize=$SAN"
 if [ ! -x "$venv/bin/python" ]; then
     "$PY" -m venv "$venv"
 fi
-"$venv/bin/pip" install -q --upgrade setuptools Cython pytest pytest-timeout h11
-NETCORE_SANITIZE=$SAN "$venv/bin/pip" install -q --no-build-isolation --no-deps --force-reinstall . \
+"$venv/bin/pip" install -q --upgrade setuptools Cython
+NETCORE_SANITIZE=$SAN "$venv/bin/pip" install -q --no-build-isolation ".[test]" \
     >"$logs/../sanitize-build.log" 2>&1 || { tail -30 "$logs/../sanitize-build.log"; exit 1; }
 
 libasan=$(gcc -print-file-name=libasan.so)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds netcore on Python 3.9, the oldest that pyproject.toml declares
 # (scripts/python39.sh finds or fetches the interpreter), in a fresh venv,
-# and runs the extension checks, the HTTP suite (the C fast paths against
-# the Python parser, and a real server through the CLI) and the core suite
-# against that install.  Extra arguments go to pytest.
+# and runs against that install: the extension checks, the C fast paths
+# against the Python parser, real servers through the CLI (fork and spawn
+# workers), the WSGI and ASGI front ends (so every module is imported on
+# 3.9) and the core suite.  Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py39=$(scripts/python39.sh)
@@ -17,5 +18,7 @@ rm -rf "$venv"
 "$venv/bin/pip" install -q setuptools Cython pytest pytest-timeout h11
 "$venv/bin/pip" install -q --no-build-isolation --no-deps . >build/py39-build.log 2>&1 \
     || { tail -30 build/py39-build.log; exit 1; }
-scripts/test_installed.sh "$venv/bin/python" -q tests/test_packaging.py tests/http \
-    tests/test_iocore.py tests/test_iocore_limits.py "$@"
+t=tests/http
+scripts/test_installed.sh "$venv/bin/python" -q tests/test_packaging.py tests/test_iocore.py \
+    $t/test_head_fast.py $t/test_json_fast.py $t/test_free_threading.py $t/test_cli.py \
+    $t/test_workers.py $t/test_wsgi.py $t/test_asgi.py "$@"
