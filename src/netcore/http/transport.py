@@ -238,10 +238,20 @@ class Transport:
         """Wait up to ``timeout`` for one batch of completions and handle it."""
         if self.dirty:
             self.flush_dirty()
-        handle_rx = self.handle_rx
-        handle_tx = self.handle_tx
         events = self.q.wait(timeout)
         self.now = monotonic()
+        self.dispatch(events)
+        if self.dirty:
+            self.flush_dirty()
+
+    def dispatch(self, events: list) -> None:
+        """Hand one batch of completions to their handlers, in order.
+
+        A dispatcher may put an equivalent in its place on the instance
+        (netcore._http's C lane does: it answers the plain reads and send
+        completions itself and calls this for every other completion)."""
+        handle_rx = self.handle_rx
+        handle_tx = self.handle_tx
         for op, tag, status, value in events:
             try:
                 if op == RECV:
@@ -257,11 +267,15 @@ class Transport:
                 elif status and type(tag) is Connection:  # SHUTDOWN failed: give up
                     self.close(tag)
             except Exception:
-                error_log.exception("internal error handling a completion")
-                if type(tag) is Connection:
-                    self.close(tag)
-        if self.dirty:
-            self.flush_dirty()
+                self.internal_error(tag)
+
+    def internal_error(self, tag: Any, exc: Optional[BaseException] = None) -> None:
+        """Handling a completion raised (``exc``, or the one being handled):
+        log it and close its connection."""
+        error_log.error("internal error handling a completion",
+                        exc_info=exc if exc is not None else True)
+        if type(tag) is Connection:
+            self.close(tag)
 
     def close_all(self) -> None:
         try:
@@ -317,6 +331,12 @@ class Transport:
             events = proto.receive(data)
             if events:
                 self.dispatcher.on_events(conn, events)
+        self.after_rx(conn, phase)
+
+    def after_rx(self, conn: Connection, phase: int) -> None:
+        """The end of handle_rx, once a read has been consumed (``phase``:
+        the protocol's before it): deadlines, send what it produced, read on."""
+        proto = conn.proto
         if proto.phase == IDLE:
             # keep-alive: the idle clock restarts with every request
             deadline = conn.deadline = self.now + self._ka_timeout
