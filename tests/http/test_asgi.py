@@ -264,6 +264,23 @@ def test_app_failing_before_its_response_gets_a_500(serve_app, caplog, path):
     assert records and ("app bug" in str(records[0].exc_info) or "without" in records[0].getMessage())
 
 
+def test_headers_that_cannot_be_sent_get_a_500(serve_app, caplog):
+    # (the answer was marked complete before its head was built, so the
+    # request was never answered and the connection hung)
+    @asgi
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\r\nb")]})
+        await send({"type": "http.response.body", "body": b"never"})
+
+    srv = serve_app(app, interface="asgi")
+    s = srv.connect()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    out = recv_until_closed(s)
+    assert out.startswith(b"HTTP/1.1 500 ") and b"never" not in out
+    assert any("invalid header value" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
 def test_shutdown_delivers_disconnect_to_endless_streams(serve_app):
     ended = []
 

@@ -219,10 +219,12 @@ class Cycle:
         framer = self.framer
         if framer is None and not more:
             # the whole answer at once: one write with a Content-Length
-            self.state = FINISHED
+            # (finished only once its head is built: headers that cannot be
+            # sent raise here, and the task's end then answers 500)
             head, keep = complete_head(d.heads, self.status, None, self.headers, len(body), http11,
                                        req.keep_alive and not d.transport.stopping,
                                        req.method == "HEAD")
+            self.state = FINISHED
             conn.write(self.seq, [head, body] if body and not head_only else [head], True, keep)
             self._finished()
             return DONE
