@@ -99,7 +99,8 @@ def extensions() -> list:
     # HTTP hot-path helpers (plain C API); netcore.http falls back to pure
     # Python when this module is missing.  Kept apart from the
     # protocol-agnostic core above.
-    http = Extension("netcore._http", sources=["src/_http/_http.c"],
+    http = Extension("netcore._http", sources=sorted(glob.glob("src/_http/*.c")),
+                     depends=["src/_http/http.h"],
                      extra_compile_args=options["extra_compile_args"],
                      extra_link_args=options["extra_link_args"])
     return cythonize(

@@ -3,7 +3,7 @@
 - On a free-threaded interpreter (the 3.13t/3.14t wheels): netcore._http
   is declared free-threading compatible and keeps the GIL off;
   netcore._iocore is not (its audit found unsafe state) and turns it on.
-- Everywhere: _http.c's free-threaded code path (json_simple walking
+- Everywhere: src/_http's free-threaded code path (json_simple walking
   snapshots, NC_HTTP_SNAPSHOT) is compiled into a default build here and
   checked against the json module, so it is tested before a free-threaded
   interpreter ever runs it.
@@ -25,7 +25,7 @@ import pytest
 
 from test_json_fast import random_value, reference
 
-SOURCE = Path(__file__).resolve().parents[2] / "src" / "_http" / "_http.c"
+SOURCES = sorted((Path(__file__).resolve().parents[2] / "src" / "_http").glob("*.c"))
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
@@ -52,15 +52,15 @@ def test_iocore_is_not_declared_free_threading_compatible_yet():
 
 @pytest.fixture(scope="module")
 def snapshot_http(tmp_path_factory):
-    """_http.c built with -DNC_HTTP_SNAPSHOT, loaded under another name."""
-    if not SOURCE.exists():
+    """src/_http built with -DNC_HTTP_SNAPSHOT, loaded under another name."""
+    if not SOURCES:
         pytest.skip("no C sources here (testing an installed package)")
     cc = sysconfig.get_config_var("CC") or "cc"
     if os.name == "nt" or shutil.which(shlex.split(cc)[0]) is None:
         pytest.skip(f"no C compiler ({cc})")
     out = tmp_path_factory.mktemp("snapshot") / ("_http" + sysconfig.get_config_var("EXT_SUFFIX"))
     cmd = [*shlex.split(cc), "-shared", "-fPIC", "-O1", "-DNC_HTTP_SNAPSHOT",
-           f"-I{sysconfig.get_paths()['include']}", str(SOURCE), "-o", str(out)]
+           f"-I{sysconfig.get_paths()['include']}", *map(str, SOURCES), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     loader = importlib.machinery.ExtensionFileLoader("netcore._http", str(out))

@@ -32,6 +32,7 @@ from ..http.protocol import ABORTED
 from ..http.request import Request
 from ..http.response import (
     STREAM_WINDOW, BodyLengthError, Stream, build_head, complete_head, encode_headers)
+from . import clane
 from .aioloop import QueueLoop
 from .base import Dispatcher, error_log, log_access, rest_of_read
 from .lifespan import Lifespan
@@ -341,7 +342,11 @@ class ASGIDispatcher(Dispatcher):
         asyncio.set_event_loop(self.loop)
         self.lifespan.startup(self.loop)   # raises StartupFailed
         if not self.timing:
-            self.fast_rx = self.fast_path
+            if clane.available(self.config):
+                clane.install(self, transport, clane.ASGI, server=self.server, root=self.root,
+                              lifespan=self.lifespan, lane_cycle=self.lane_cycle)
+            else:
+                self.fast_rx = self.fast_path
 
     def run(self, transport: Any) -> None:
         self.loop.run_until_finished()
@@ -430,6 +435,15 @@ class ASGIDispatcher(Dispatcher):
         if pos < n:
             rest_of_read(self, conn, data, pos)
         return True
+
+    def lane_cycle(self, conn: Any, req: Request, scope: dict) -> None:
+        """The C lane parsed ``req`` (accepted) and built its scope: run it."""
+        st = conn.state
+        if st is None:
+            st = conn.state = _ConnState()
+        cycle = Cycle(self, conn, req)
+        st.cycles[req.seq] = cycle
+        self._run(cycle, scope)
 
     # ------------------------------------------------------------ events
     def on_events(self, conn: Any, events: list) -> None:

@@ -38,6 +38,7 @@ class Dispatcher:
     """Base class: the no-op parts of the interface."""
 
     fast_rx: Optional[Callable[[Any, bytes], bool]] = None
+    lane: Any = None     # the C lane, when one is installed (frontends/clane.py)
 
     def start(self, transport: Any) -> None:
         self.transport = transport
@@ -68,6 +69,11 @@ class Dispatcher:
     def describe(self) -> str:
         """A few words for the startup log line."""
         return type(self).__name__
+
+    def lane_rest(self, conn: Any, data: bytes, pos: int) -> None:
+        """The C lane (frontends/clane.py) took the start of a read: the rest
+        goes to the general path."""
+        rest_of_read(self, conn, data, pos)
 
 
 def rest_of_read(dispatcher: Dispatcher, conn: Any, data: bytes, pos: int) -> None:

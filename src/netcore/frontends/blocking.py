@@ -174,10 +174,21 @@ class BlockingDispatcher(Dispatcher):
             parts: list = []
             self.deliver(conn, req.seq, parts, self.call(conn, req, parts))
 
-    def failed(self, req: Request, out: list) -> bool:
-        error_log.exception("application failed for %s %s", req.method, req.target.decode("latin-1"))
+    def failed(self, req: Request, out: list, exc: Optional[BaseException] = None) -> bool:
+        """The application raised (``exc``, or the exception being handled):
+        log it and answer 500, closing."""
+        error_log.error("application failed for %s %s", req.method, req.target.decode("latin-1"),
+                        exc_info=exc if exc is not None else True)
         out.append(self.heads.error(500, "Internal Server Error"))
         return False
+
+    def lane_finish(self, conn: Any, parts: list, keep: Any, data: bytes, pos: int) -> None:
+        """The C lane's answer that closes or streams (fast_path's ``not
+        keep`` branch): it goes through the general output path, then the
+        rest of the read."""
+        seq = conn.proto.accept_inline()
+        self.deliver(conn, seq, parts, keep)
+        rest_of_read(self, conn, data, pos)
 
     def deliver(self, conn: Any, seq: int, parts: list, keep: Any) -> None:
         """Write answer ``seq`` (I/O thread); a Stream's later windows follow on drain."""

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..http.request import Request
 from ..http.response import render
+from . import clane
 from .base import log_access
 from .blocking import BlockingDispatcher
 
@@ -34,7 +35,10 @@ class NativeDispatcher(BlockingDispatcher):
         super().start(transport)
         # the fast path answers inline and logs nothing
         if not self.threads and not self.timing:
-            self.fast_rx = self.fast_path
+            if clane.available(self.config):
+                clane.install(self, transport, clane.NATIVE)
+            else:
+                self.fast_rx = self.fast_path
 
     def describe(self) -> str:
         return f"native interface, {self.threads} handler threads" if self.threads else "native interface"
@@ -51,6 +55,12 @@ class NativeDispatcher(BlockingDispatcher):
         except Exception:
             del out[mark:]
             return self.failed(req, out)
+
+    def lane_failed(self, req: Request, exc: BaseException, result: Any) -> bytes:
+        """The C lane's handler raised: logged, and its 500."""
+        out: list = []
+        self.failed(req, out, exc)
+        return out[0]
 
     # ------------------------------------------------------------ general path
     def call(self, conn: Any, req: Request, parts: list) -> Any:

@@ -33,6 +33,7 @@ from urllib.parse import unquote_to_bytes
 from ..http.request import Request
 from ..http.response import (
     STREAM_WINDOW, Stream, build_head, complete_head, encode_headers, parse_status, render_iterable)
+from . import clane
 from .base import default_threads, error_log, log_access
 from .blocking import BlockingDispatcher
 
@@ -321,8 +322,6 @@ class WSGIDispatcher(BlockingDispatcher):
 
     def start(self, transport: Any) -> None:
         super().start(transport)
-        if not self.threads and not self.timing:
-            self.fast_rx = self.fast_path
         host, port = transport.sockname
         self.base = {
             "SCRIPT_NAME": self.config.root_path,
@@ -337,6 +336,12 @@ class WSGIDispatcher(BlockingDispatcher):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+        if not self.threads and not self.timing:
+            if clane.available(self.config):
+                clane.install(self, transport, clane.WSGI, base_environ=self.base, root=self.root,
+                              empty_input=EMPTY_INPUT, wsgi_render=self._render)
+            else:
+                self.fast_rx = self.fast_path
 
     # ------------------------------------------------------------ environ
     def environ(self, conn: Any, req: Request, wsgi_input: Any) -> dict:
@@ -474,6 +479,13 @@ class WSGIDispatcher(BlockingDispatcher):
             error_log.exception("application failed for %s %s", e[1], e[2].decode("latin-1"))
             out.append(self.heads.error(500, "Internal Server Error"))
             return False
+
+    def lane_failed(self, req: Any, exc: BaseException, result: Any) -> bytes:
+        """The C lane's application call failed (as answer_head handles it)."""
+        _close(result)
+        error_log.error("application failed for %s %s", req.method, req.target.decode("latin-1"),
+                        exc_info=exc)
+        return self.heads.error(500, "Internal Server Error")
 
     def call(self, conn: Any, req: Request, parts: list) -> Any:
         body = req.body

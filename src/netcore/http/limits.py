@@ -40,6 +40,8 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
     "max_header_count": (100, int, "most header fields in a request (431 above it)"),
     "max_body_bytes": (10 * 1024 * 1024, int, "largest request body in bytes (413 above it)"),
     "server_header": (True, bool, "send a 'Server: netcore' header"),
+    "c_fastpath": (True, bool, "answer plain requests on the C lane (netcore._http); off: the "
+                               "pure-Python path, the reference the lane is tested against"),
 }
 
 
@@ -70,6 +72,7 @@ class Config:
     max_header_count: int
     max_body_bytes: int
     server_header: bool
+    c_fastpath: bool
 
     def __init__(self, **options: Any) -> None:
         for name, (default, _type, _help) in OPTIONS.items():
