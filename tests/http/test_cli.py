@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -32,6 +33,28 @@ def stop(proc, sig=signal.SIGTERM, timeout=10):
         proc.kill()
         proc.wait()
         raise AssertionError("server did not exit")
+
+
+def wait_for_line(proc, text, timeout=10.0) -> None:
+    """Read the server's stderr until a line containing ``text``."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while sel.select(max(0.0, deadline - time.monotonic())):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if text in line:
+            return
+    raise AssertionError(f"the server never logged {text!r}")
+
+
+def refused(port) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def test_example_app_via_python_m(tmp_path):
@@ -97,9 +120,10 @@ def test_graceful_shutdown_finishes_in_flight_and_closes_idle():
         assert b"200 OK" in idle.recv(1000)
         busy = socket.create_connection(("127.0.0.1", port), timeout=5)
         busy.sendall(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        wait_for_line(proc, "sleeping /sleep/1")  # in flight
         proc.send_signal(signal.SIGTERM)
-        assert idle.recv(1000) == b""             # idle keep-alive connection closed
+        # the listener closes first, then the idle keep-alive connection
+        assert idle.recv(1000) == b""
         data = b""
         while True:
             chunk = busy.recv(1000)
@@ -107,9 +131,7 @@ def test_graceful_shutdown_finishes_in_flight_and_closes_idle():
                 break
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in data
-        with pytest.raises(OSError):              # no longer accepting
-            socket.create_connection(("127.0.0.1", port), timeout=2).sendall(b"x")
-            raise ConnectionRefusedError
+        assert refused(port), "still accepting while shutting down"
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
@@ -123,9 +145,13 @@ def test_second_signal_exits_at_once():
         port = wait_for_port_in_log(proc)
         busy = socket.create_connection(("127.0.0.1", port), timeout=5)
         busy.sendall(b"GET /sleep/20 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        wait_for_line(proc, "sleeping /sleep/20")  # in flight
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        # the first signal has been acted on once the listener is closed
+        deadline = time.monotonic() + 5
+        while not refused(port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert refused(port), "the first signal did not begin a shutdown"
         assert proc.poll() is None                # still draining the slow request
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
