@@ -10,6 +10,14 @@ codes (414/431/501/505 all look alike there).  Here a request head is found
 with one bytes.find(b"\\r\\n\\r\\n"), validated with two compiled regexes and
 split without per-byte Python work, and every rejection carries its status.
 
+Line endings are CRLF; a bare LF anywhere in a head or a chunk line is a
+400, at once (RFC 9112 section 2.2 lets a recipient accept it instead; it
+is refused here because a proxy in front may split the stream differently,
+which is how requests get smuggled).  A head that can never become a
+request (a byte no request line can begin with, a method that is not a
+token, a broken version) is a 400 as soon as the offending byte arrives,
+not after the header timeout.
+
 Framing rules (RFC 9112 section 6) decided here:
 - Transfer-Encoding and Content-Length together: 400 (request smuggling).
 - Transfer-Encoding other than exactly "chunked": 501; in HTTP/1.0: 400.
@@ -43,7 +51,26 @@ _OTHER_VERSION = re.compile(rb"" + _TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]+(?:
 # does not match and is rejected.
 _HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _HOST = re.compile(rb"[-._~%!$&'()*+,;=:\[\]0-9A-Za-z]*")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+# What can still become a request line: a token, SP, a target, SP and a
+# prefix of an HTTP version (any digits: "HTTP/2.0" is a 505, not a 400).
+_LINE_PREFIX = re.compile(rb"(?:" + _TOKEN + rb"(?: [^\x00-\x20\x7f]*"
+                          rb"(?: (?:H(?:T(?:T(?:P(?:/[0-9]*(?:\.[0-9]*)?)?)?)?)?)?)?)?)?")
+# absolute-form (RFC 9112 section 3.2.2): scheme "://" authority, then a
+# path and query; the authority is [userinfo "@"] host [":" port].
+_PCT = rb"%[0-9A-Fa-f]{2}"
+_SUB = rb"-._~!$&'()*+,;="
+_ABSOLUTE = re.compile(
+    rb"[A-Za-z][-+.0-9A-Za-z]*://"
+    rb"(?:(?:[" + _SUB + rb":0-9A-Za-z]|" + _PCT + rb")*@)?"                 # userinfo
+    rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[" + _SUB + rb":0-9A-Za-z]+\]"  # IP-literal
+    rb"|(?:[" + _SUB + rb"0-9A-Za-z]|" + _PCT + rb")+)"                        # reg-name, IPv4
+    rb"(?::[0-9]*)?"                                                           # port
+    rb"(?:[/?][^\x00-\x20\x7f]*)?")
+# chunk-size [ chunk-ext ] (RFC 9112 section 7.1.1): each extension is
+# BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ].
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:"
+                         + _TOKEN + rb"|" + _QUOTED + rb"))?)*")
 
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"))
 
@@ -63,17 +90,32 @@ def _version_error(line: bytes) -> HTTPError:
     return HTTPError(400, "malformed request line")
 
 
-def check_incomplete_head(data: bytes, start: int, config) -> None:
-    """Called while a head has not fully arrived: fail early on size."""
+def check_incomplete_head(data: bytes, start: int, config, new: int = 0) -> None:
+    """Called while the head at data[start:] has not fully arrived: fail
+    early on size, and on what can never become a request.  Bytes before
+    ``new`` were checked by an earlier call (only the new ones are scanned
+    for a bare LF: a trickled head costs no rescans)."""
     line_end = data.find(b"\r\n", start)
     if line_end < 0:
         if len(data) - start > config.max_request_line:
             raise HTTPError(414, "request line too long")
+        end = len(data) - 1 if data[-1:] == b"\r" else len(data)   # (a CR may be the CRLF's)
+        if _LINE_PREFIX.fullmatch(data, start, end) is None:
+            raise (HTTPError(400, "bare LF line ending") if b"\n" in data[start:]
+                   else HTTPError(400, "not an HTTP request line"))
         return
     if line_end - start > config.max_request_line:
         raise HTTPError(414, "request line too long")
+    line = data[start:line_end]
+    if line not in _LINE_CACHE:
+        _LINE_CACHE[line] = _request_line(line)   # raises as the complete head would
     if len(data) - line_end - 2 > config.max_header_bytes:
         raise HTTPError(431, "request header section too large")
+    lf = data.find(b"\n", max(new, line_end + 2))
+    while lf >= 0:
+        if data[lf - 1] != 13:   # "\r"
+            raise HTTPError(400, "bare LF line ending")
+        lf = data.find(b"\n", lf + 1)
 
 
 # Memo tables for the pure, repeated parts of a head.  Clients send the same
@@ -160,6 +202,9 @@ _EMPTY_BLOCK.close = _EMPTY_BLOCK.keep_alive = _EMPTY_BLOCK.expect = False
 
 
 def _request_line(line: bytes) -> tuple[str, bytes, bool]:
+    """Validate a request line (raising its status); callers memoise it."""
+    if len(_LINE_CACHE) >= _CACHE_MAX:
+        _LINE_CACHE.clear()
     m = _REQUEST_LINE.fullmatch(line)
     if m is None:
         raise _version_error(line)
@@ -174,7 +219,7 @@ def _request_line(line: bytes) -> tuple[str, bytes, bool]:
                 raise HTTPError(400, "'*' target is only valid for OPTIONS")
         elif method == b"CONNECT":
             raise HTTPError(501, "CONNECT is not implemented")
-        elif b"://" not in target:
+        elif _ABSOLUTE.fullmatch(target) is None:
             raise HTTPError(400, "malformed request target")
     # 1.x for x >= 1 is compatible with 1.1 (RFC 9110 section 2.5)
     return method.decode("ascii"), target, minor != b"0"
@@ -190,8 +235,6 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
     parsed = _LINE_CACHE.get(line)
     if parsed is None:
         parsed = _request_line(line)
-        if len(_LINE_CACHE) >= _CACHE_MAX:
-            _LINE_CACHE.clear()
         _LINE_CACHE[line] = parsed
     method, target, http11 = parsed
 
@@ -342,6 +385,8 @@ class ChunkedReader:
             else:
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:
+                    if data.find(b"\n", pos) >= 0:
+                        raise HTTPError(400, "bare LF line ending")
                     if n - pos > 1024 and state == self.SIZE:
                         raise HTTPError(400, "chunk size line too long")
                     if state == self.TRAILER and self.trailer_bytes + n - pos > self.max_trailer:

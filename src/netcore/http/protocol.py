@@ -141,7 +141,7 @@ class Protocol:
                     continue
                 hend = data.find(b"\r\n\r\n", scan if scan > pos else pos)
                 if hend < 0:
-                    check_incomplete_head(data, pos, config)
+                    check_incomplete_head(data, pos, config, scan)
                     self.buf = data[pos:]
                     self.phase = HEAD
                     return events
