@@ -275,7 +275,8 @@ class Transport:
 
     @property
     def finished(self) -> bool:
-        return self.stopping and not self.conns
+        # (accepts still pending complete, cancelled or with a connection to serve)
+        return self.stopping and not self.conns and not self.accepts_pending
 
     def run(self) -> None:
         """Serve until stop() (or a signal) and the graceful drain."""
@@ -338,9 +339,9 @@ class Transport:
     def on_accept(self, tag: Any, status: int, handle: Any) -> None:
         self.accepts_pending -= 1
         if status == 0:
-            if self.stopping:
-                self.q.close(handle)
-                return
+            # (also while stopping: it was accepted before the listener
+            # closed, from a backlog other workers may share, and its client
+            # waits for an answer; it gets one, with a close)
             conn = Connection(self, handle)
             self.set_deadline(conn, self._ka_timeout)
             self.conns.add(conn)
@@ -679,5 +680,8 @@ class Transport:
                 pass
         self.dispatcher.on_stopping()
         for conn in list(self.conns):
-            if conn.proto.idle and not conn.buffered:
+            # idle between requests: closed; one that has not sent its first
+            # request yet (just accepted; it is likely on its way) keeps its
+            # keep-alive time to send it, and gets its answer with a close
+            if conn.proto.idle and not conn.buffered and conn.proto.seq_in:
                 self.close(conn)

@@ -5,7 +5,8 @@ Workers each create their own queue.  Where the OS has SO_REUSEPORT
 connections over them and no accept lock is needed.  Elsewhere, or with
 reuse_port=False, the supervisor makes one listening socket and every worker
 serves it (iocore adopts it).  The supervisor forks the workers, restarts
-one that dies, forwards SIGINT/SIGTERM (a second signal kills at once) and
+one that dies or that stopped by itself (limit_max_requests: at once, not
+as a crash), forwards SIGINT/SIGTERM (a second signal kills at once) and
 exits 0 when all workers have stopped cleanly.
 
 Workers run in their own process group so that a Ctrl-C on the terminal
@@ -76,7 +77,11 @@ class Supervisor:
             raise NotImplementedError("workers > 1 needs os.fork (not available on this platform)")
         self.app = app
         self.config = config
-        self.per_worker_listeners = config.reuse_port and _reuse_port_supported()
+        # Recycled workers (limit_max_requests) need a listener that outlives
+        # them: with one per worker, a stopping worker's backlog would be
+        # reset, and while every worker restarts nothing would listen.
+        self.per_worker_listeners = (config.reuse_port and _reuse_port_supported()
+                                     and not config.limit_max_requests)
         self.shared: Optional[socket.socket] = None
         self.children: dict[int, float] = {}   # pid -> start time
         self.stopping = False
@@ -209,9 +214,12 @@ class Supervisor:
                 self._on_signal(signal.SIGTERM, None)
                 exit_code = 1
                 continue
-            log.warning("worker %d exited with %s; restarting", pid, code)
-            if time.monotonic() - started < RESTART_BACKOFF:
-                time.sleep(RESTART_BACKOFF)
+            if code == 0:   # it stopped by itself: recycled (limit_max_requests)
+                log.info("worker %d finished; starting a new one", pid)
+            else:
+                log.warning("worker %d exited with %s; restarting", pid, code)
+                if time.monotonic() - started < RESTART_BACKOFF:
+                    time.sleep(RESTART_BACKOFF)
             if not self.stopping:
                 self._spawn()
         if self.shared is not None:  # kept until now for restarted workers
