@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, wait_for_port_in_log
+from conftest import REPO, run_cli, stderr_lines, wait_for_port_in_log
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
@@ -36,17 +35,10 @@ def stop(proc, sig=signal.SIGTERM, timeout=10):
 
 
 def wait_for_line(proc, text, timeout=10.0) -> None:
-    """Read the server's stderr until a line containing ``text``."""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while sel.select(max(0.0, deadline - time.monotonic())):
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if text in line:
-            return
-    raise AssertionError(f"the server never logged {text!r}")
+    """Wait for a line of the server's stderr containing ``text``."""
+    import re
+    if not stderr_lines(proc).wait_for(re.escape(text), timeout=timeout):
+        raise AssertionError(f"the server never logged {text!r}")
 
 
 def refused(port) -> bool:

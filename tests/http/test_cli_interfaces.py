@@ -8,34 +8,19 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, stderr_lines
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
 
 def wait_serving(proc, workers, timeout=15.0):
     """The port, once ``workers`` processes log that they serve it."""
-    import re
-    import selectors
-    import time
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen, ports = [], []
-    while len(ports) < workers and time.monotonic() < deadline:
-        if not sel.select(max(0.0, deadline - time.monotonic())):
-            break
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(r"serving on http://[^ ]*?:(\d+)", line)
-        if m:
-            ports.append(int(m.group(1)))
-    if len(ports) < workers:
+    lines = stderr_lines(proc)
+    found = lines.wait_for(r"serving on http://[^ ]*?:(\d+)", count=workers, timeout=timeout)
+    if len(found) < workers:
         proc.kill()
-        raise AssertionError("server did not start: " + "".join(seen))
-    return ports[0]
+        raise AssertionError("server did not start: " + lines.text())
+    return int(found[0].group(1))
 
 
 def get(port, path="/"):

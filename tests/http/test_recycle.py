@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, wait_for_port_in_log
+from conftest import REPO, run_cli, stderr_lines, wait_for_port_in_log
 from netcore.http import Server
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
@@ -58,7 +58,7 @@ def test_a_single_process_drains_in_flight_requests_and_exits_0():
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 ") and b"connection: close" in data.lower()
         assert proc.wait(10) == 0
-        assert "limit-max-requests" in proc.stderr.read()
+        assert stderr_lines(proc).wait_for("limit-max-requests", timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()
