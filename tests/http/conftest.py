@@ -39,15 +39,19 @@ class Running:
 
 # The behaviour suite runs on every dispatcher: the tests write native
 # handlers, and adapters.py runs the same logic as a WSGI or an ASGI app.
+# It runs on both request parsers too; the second parser (llhttp) does not
+# depend on the interface, so it runs behind the native one only.
 INTERFACES = ("native", "wsgi", "asgi")
+VARIANTS = (("native", "netcore"), ("wsgi", "netcore"), ("asgi", "netcore"), ("native", "httptools"))
 
 
-def _server_fixture(interface):
+def _server_fixture(interface, parser="netcore"):
     running: list[Running] = []
 
     def start(app, **options) -> Running:
         options.setdefault("port", 0)
         options.setdefault("interface", interface)
+        options.setdefault("http", parser)
         if options["interface"] == "asgi":
             options.setdefault("lifespan", "off")
         server = Server(adapt(app, interface) if interface in ("wsgi", "asgi") else app, **options)
@@ -61,15 +65,16 @@ def _server_fixture(interface):
     return running, start
 
 
-@pytest.fixture(params=INTERFACES)
-def interface(request) -> str:
+@pytest.fixture(params=VARIANTS, ids=[i if p == "netcore" else f"{i}-{p}" for i, p in VARIANTS])
+def variant(request) -> tuple:
     return request.param
 
 
 @pytest.fixture
-def serve(interface):
-    """Start a server on a native handler, behind every interface in turn."""
-    running, start = _server_fixture(interface)
+def serve(variant):
+    """Start a server on a native handler, behind every interface in turn
+    (and on the second request parser)."""
+    running, start = _server_fixture(*variant)
     yield start
     for r in running:
         r.stop()

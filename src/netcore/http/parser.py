@@ -136,11 +136,8 @@ class _Block:
     __slots__ = ("headers", "hosts", "content_length", "te", "close", "keep_alive", "expect")
 
     def __init__(self, block: bytes, config) -> None:
+        self._clear()
         headers: list[tuple[bytes, bytes]] = []
-        hosts = 0
-        content_length = -1
-        te: Optional[bytes] = None
-        close = keep_alive = expect = False
         lines = block.split(b"\r\n")
         if len(lines) > config.max_header_count:
             raise HTTPError(431, "too many header fields")
@@ -154,51 +151,61 @@ class _Block:
             if value[-1:] in b" \t" and value:
                 value = value.rstrip(b" \t")
             headers.append((name, value))
-            if name not in _SPECIAL:
-                continue
-            if name == b"host":
-                hosts += 1
-                if hosts > 1:
-                    raise HTTPError(400, "duplicate Host header")
-                if _HOST.fullmatch(value) is None:
-                    raise HTTPError(400, "invalid Host header")
-            elif name == b"content-length":
-                for item in value.split(b","):
-                    item = item.strip(b" \t")
-                    if not item.isdigit() or len(item) > 18:
-                        raise HTTPError(400, "invalid Content-Length")
-                    n = int(item)
-                    if content_length >= 0 and n != content_length:
-                        raise HTTPError(400, "conflicting Content-Length values")
-                    content_length = n
-            elif name == b"transfer-encoding":
-                te = value if te is None else te + b"," + value
-            elif name == b"connection":
-                for token in value.lower().split(b","):
-                    token = token.strip(b" \t")
-                    if token == b"close":
-                        close = True
-                    elif token == b"keep-alive":
-                        keep_alive = True
-            else:  # expect
-                if value.lower() != b"100-continue":
-                    raise HTTPError(417, "unsupported expectation")
-                expect = True
+            if name in _SPECIAL:
+                self._special(name, value)
         self.headers = tuple(headers)
-        self.hosts = hosts
-        self.content_length = content_length
-        self.te = te
-        self.close = close
-        self.keep_alive = keep_alive
-        self.expect = expect
+
+    @classmethod
+    def from_fields(cls, fields: list) -> "_Block":
+        """The meaning of fields another tokenizer split: (lower-case name,
+        value without OWS) pairs, each already checked against the grammar."""
+        self = cls.__new__(cls)
+        self._clear()
+        for name, value in fields:
+            if name in _SPECIAL:
+                self._special(name, value)
+        self.headers = tuple(fields)
+        return self
+
+    def _clear(self) -> None:
+        self.hosts = 0
+        self.content_length = -1
+        self.te: Optional[bytes] = None
+        self.close = self.keep_alive = self.expect = False
+
+    def _special(self, name: bytes, value: bytes) -> None:
+        """A field the server gives meaning to (one of _SPECIAL)."""
+        if name == b"host":
+            self.hosts += 1
+            if self.hosts > 1:
+                raise HTTPError(400, "duplicate Host header")
+            if _HOST.fullmatch(value) is None:
+                raise HTTPError(400, "invalid Host header")
+        elif name == b"content-length":
+            for item in value.split(b","):
+                item = item.strip(b" \t")
+                if not item.isdigit() or len(item) > 18:
+                    raise HTTPError(400, "invalid Content-Length")
+                n = int(item)
+                if self.content_length >= 0 and n != self.content_length:
+                    raise HTTPError(400, "conflicting Content-Length values")
+                self.content_length = n
+        elif name == b"transfer-encoding":
+            self.te = value if self.te is None else self.te + b"," + value
+        elif name == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip(b" \t")
+                if token == b"close":
+                    self.close = True
+                elif token == b"keep-alive":
+                    self.keep_alive = True
+        else:  # expect
+            if value.lower() != b"100-continue":
+                raise HTTPError(417, "unsupported expectation")
+            self.expect = True
 
 
-_EMPTY_BLOCK = _Block.__new__(_Block)
-_EMPTY_BLOCK.headers = ()
-_EMPTY_BLOCK.hosts = 0
-_EMPTY_BLOCK.content_length = -1
-_EMPTY_BLOCK.te = None
-_EMPTY_BLOCK.close = _EMPTY_BLOCK.keep_alive = _EMPTY_BLOCK.expect = False
+_EMPTY_BLOCK = _Block.from_fields([])
 
 
 def _request_line(line: bytes) -> tuple[str, bytes, bool]:
@@ -209,6 +216,12 @@ def _request_line(line: bytes) -> tuple[str, bytes, bool]:
     if m is None:
         raise _version_error(line)
     method, target, major, minor = m.groups()
+    return check_request_line(method, target, major, minor)
+
+
+def check_request_line(method: bytes, target: bytes, major: bytes, minor: bytes) -> tuple[str, bytes, bool]:
+    """The rules of a tokenized request line (method a token, target
+    visible bytes, one-digit version): (method, target, http11)."""
     if major != b"1":
         raise HTTPError(505, "HTTP version not supported")
     # Origin-form, absolute-form, or "*" for OPTIONS; authority-form is only
@@ -253,7 +266,12 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
             raise HTTPError(431, "too many header fields")
     else:
         block = _EMPTY_BLOCK
+    return method, target, http11, block.headers, *decide_framing(http11, block, config)
 
+
+def decide_framing(http11: bool, block: _Block, config) -> tuple:
+    """(keep_alive, framing) of a request with these fields (RFC 9112
+    sections 3.2, 6, 9.3); raises HTTPError."""
     if http11:
         if block.hosts != 1:
             raise HTTPError(400, "missing Host header" if not block.hosts else "duplicate Host header")
@@ -261,7 +279,7 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
     else:
         keep_alive = block.keep_alive and not block.close
     if block.te is None and block.content_length <= 0:
-        return method, target, http11, block.headers, keep_alive, None
+        return keep_alive, None
     te = block.te
     content_length = block.content_length
     if te is not None:
@@ -274,11 +292,10 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
             if b"" in codings or codings[-1] != b"chunked" and b"chunked" in codings:
                 raise HTTPError(400, "malformed Transfer-Encoding")
             raise HTTPError(501, "unsupported Transfer-Encoding")
-        return method, target, http11, block.headers, keep_alive, (0, True, block.expect and http11)
+        return keep_alive, (0, True, block.expect and http11)
     if content_length > config.max_body_bytes:
         raise HTTPError(413, "request body too large")
-    return (method, target, http11, block.headers, keep_alive,
-            (content_length, False, block.expect and http11))
+    return keep_alive, (content_length, False, block.expect and http11)
 
 
 def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Optional[tuple]]:

@@ -59,6 +59,17 @@ TICK_SECONDS = 0.1       # timeouts fire at most this late
 _INF = float("inf")
 
 
+def protocol_class(parser: str) -> type:
+    """The Protocol for a request parser name (limits.PARSERS)."""
+    if parser == "httptools":
+        try:
+            from .llhttp import LLHTTPProtocol
+        except ImportError as exc:
+            raise ValueError(f"--http httptools needs the httptools package ({exc})") from None
+        return LLHTTPProtocol
+    return Protocol
+
+
 def _acked_bytes(handle: Any) -> Optional[int]:
     """tcpi_bytes_acked of a TCP connection (Linux), or None."""
     try:
@@ -107,7 +118,7 @@ class Connection:
     def __init__(self, transport: "Transport", handle: Any) -> None:
         self.transport = transport
         self.handle = handle
-        self.proto = Protocol(transport.config, transport.heads, transport.timing, self)
+        self.proto = transport.protocol(transport.config, transport.heads, transport.timing, self)
         self.rx_armed = False
         self.app_paused = False      # the dispatcher asked us to stop reading
         self.sending = 0             # q.send operations not yet completed
@@ -199,6 +210,7 @@ class Transport:
         self.dispatcher = dispatcher
         self.q = iocore.Queue(config.backend)
         self.heads = HeadCache(config.server_header)
+        self.protocol = protocol_class(config.http)
         self.timing = config.access_log
         self.listeners: list[Any] = []
         self._accept_tags: dict[Any, Any] = {}
