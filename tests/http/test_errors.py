@@ -205,6 +205,9 @@ NEVER_HTTP = [
     ("http 2.0 line", b"GET / HTTP/2.0\r\nHost: x\r\n", 505),
     ("relative target line", b"GET abc HTTP/1.1\r\nHost: x\r\n", 400),
     ("connect line", b"CONNECT a:443 HTTP/1.1\r\n", 501),
+    ("connect origin-form", b"CONNECT / HTTP/1.1\r\nHost: x\r\n", 501),
+    ("non-ascii target", b"GET /caf\xc3\xa9 HTTP/1.1\r\n", 400),
+    ("malformed field line", b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n", 400),
     ("bare LF chunk size", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello", 400),
 ]
 

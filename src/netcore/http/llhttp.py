@@ -135,7 +135,7 @@ class LLHTTPProtocol(Protocol):
                 return
             if error is not None:
                 raise error from None
-            raise _status_of(exc) from None
+            raise self._line_verdict() or _status_of(exc) from None
         self._at_boundary = False
         if self.phase == HEAD:
             # A head still arriving: the tokens are bounded by the limits as
@@ -192,6 +192,22 @@ class LLHTTPProtocol(Protocol):
             rest = rest[pos:]
         if rest and self.reading:
             self._feed(rest)
+
+    def _line_verdict(self) -> Optional[HTTPError]:
+        """When llhttp fails in a head's fields: netcore's verdict on its
+        request line, if that is already known and wrong (netcore judges
+        the line first: a 505 or 501 before a field's 400)."""
+        if self._req is not None or not self._fields or self.phase != HEAD:
+            return None     # (a field was reported: the line was complete)
+        version = self._parser.get_http_version()
+        if version == "0.0":
+            return None     # the version was not reached
+        major, _, minor = version.partition(".")
+        try:
+            check_request_line(self._parser.get_method(), self._url, major.encode(), minor.encode())
+        except HTTPError as exc:
+            return exc
+        return None
 
     # ------------------------------------------------------------ llhttp's callbacks
     def _fail(self, exc: Exception) -> None:
@@ -311,7 +327,7 @@ def _status_of(exc: Exception) -> HTTPError:
     reason = str(exc)
     if isinstance(exc, httptools.HttpParserInvalidMethodError):
         return HTTPError(400, "unknown or malformed method")
-    if "PRI" in reason or "Invalid HTTP version" in reason or "Expected dot" in reason:
+    if "PRI" in reason or "Invalid HTTP version" in reason:
         return HTTPError(505, "HTTP version not supported")
     if "Content-Length" in reason and "Transfer-Encoding" in reason:
         return HTTPError(400, "both Transfer-Encoding and Content-Length")

@@ -42,10 +42,11 @@ except ImportError:  # pragma: no cover
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 # method SP request-target SP HTTP-version; the target is any run of
-# visible bytes (no controls, no spaces).
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
+# visible ASCII (a URI is ASCII: no controls, spaces or bytes >= 0x80).
+_TARGET = rb"[\x21-\x7e]"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (" + _TARGET + rb"+) HTTP/([0-9])\.([0-9])")
 # Anything shaped like a request line but with a version we do not speak.
-_OTHER_VERSION = re.compile(rb"" + _TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]+(?:\.[0-9]+)?")
+_OTHER_VERSION = re.compile(rb"" + _TOKEN + rb" " + _TARGET + rb"+ HTTP/[0-9]+(?:\.[0-9]+)?")
 # field-name ":" OWS field-value OWS; the value excludes controls but HTAB.
 # A line starting with whitespace (obs-fold) or with space before the colon
 # does not match and is rejected.
@@ -53,7 +54,7 @@ _HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _HOST = re.compile(rb"[-._~%!$&'()*+,;=:\[\]0-9A-Za-z]*")
 # What can still become a request line: a token, SP, a target, SP and a
 # prefix of an HTTP version (any digits: "HTTP/2.0" is a 505, not a 400).
-_LINE_PREFIX = re.compile(rb"(?:" + _TOKEN + rb"(?: [^\x00-\x20\x7f]*"
+_LINE_PREFIX = re.compile(rb"(?:" + _TOKEN + rb"(?: " + _TARGET + rb"*"
                           rb"(?: (?:H(?:T(?:T(?:P(?:/[0-9]*(?:\.[0-9]*)?)?)?)?)?)?)?)?)?")
 # absolute-form (RFC 9112 section 3.2.2): scheme "://" authority, then a
 # path and query; the authority is [userinfo "@"] host [":" port].
@@ -65,7 +66,7 @@ _ABSOLUTE = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[" + _SUB + rb":0-9A-Za-z]+\]"  # IP-literal
     rb"|(?:[" + _SUB + rb"0-9A-Za-z]|" + _PCT + rb")+)"                        # reg-name, IPv4
     rb"(?::[0-9]*)?"                                                           # port
-    rb"(?:[/?][^\x00-\x20\x7f]*)?")
+    rb"(?:[/?]" + _TARGET + rb"*)?")
 # chunk-size [ chunk-ext ] (RFC 9112 section 7.1.1): each extension is
 # BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ].
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
@@ -111,11 +112,20 @@ def check_incomplete_head(data: bytes, start: int, config, new: int = 0) -> None
         _LINE_CACHE[line] = _request_line(line)   # raises as the complete head would
     if len(data) - line_end - 2 > config.max_header_bytes:
         raise HTTPError(431, "request header section too large")
-    lf = data.find(b"\n", max(new, line_end + 2))
+    fields = line_end + 2
+    lf = data.find(b"\n", max(new, fields))
     while lf >= 0:
         if data[lf - 1] != 13:   # "\r"
             raise HTTPError(400, "bare LF line ending")
         lf = data.find(b"\n", lf + 1)
+    # the field lines completed by these bytes: each must be a field
+    pos = max(fields, data.rfind(b"\r\n", fields, max(new, fields)) + 2)
+    eol = data.find(b"\r\n", pos)
+    while eol >= 0:
+        if _HEADER.fullmatch(data, pos, eol) is None:
+            raise HTTPError(400, "malformed header field")
+        pos = eol + 2
+        eol = data.find(b"\r\n", pos)
 
 
 # Memo tables for the pure, repeated parts of a head.  Clients send the same
@@ -142,6 +152,7 @@ class _Block:
         if len(lines) > config.max_header_count:
             raise HTTPError(431, "too many header fields")
         match = _HEADER.fullmatch
+        special = []
         for hline in lines:
             hm = match(hline)
             if hm is None:
@@ -152,7 +163,11 @@ class _Block:
                 value = value.rstrip(b" \t")
             headers.append((name, value))
             if name in _SPECIAL:
-                self._special(name, value)
+                special.append((name, value))
+        # the grammar of every line first, then their meaning (a malformed
+        # line is a 400 whatever an earlier Expect says)
+        for name, value in special:
+            self._special(name, value)
         self.headers = tuple(headers)
 
     @classmethod
@@ -182,14 +197,14 @@ class _Block:
             if _HOST.fullmatch(value) is None:
                 raise HTTPError(400, "invalid Host header")
         elif name == b"content-length":
-            for item in value.split(b","):
-                item = item.strip(b" \t")
-                if not item.isdigit() or len(item) > 18:
-                    raise HTTPError(400, "invalid Content-Length")
-                n = int(item)
-                if self.content_length >= 0 and n != self.content_length:
-                    raise HTTPError(400, "conflicting Content-Length values")
-                self.content_length = n
+            # one field of digits: a repeated field or a list, even of equal
+            # values (RFC 9110 8.6 lets a recipient refuse them), is how
+            # framing disagreements between servers begin
+            if self.content_length >= 0:
+                raise HTTPError(400, "conflicting Content-Length values")
+            if not value.isdigit() or len(value) > 18:
+                raise HTTPError(400, "invalid Content-Length")
+            self.content_length = int(value)
         elif name == b"transfer-encoding":
             self.te = value if self.te is None else self.te + b"," + value
         elif name == b"connection":
@@ -226,12 +241,12 @@ def check_request_line(method: bytes, target: bytes, major: bytes, minor: bytes)
         raise HTTPError(505, "HTTP version not supported")
     # Origin-form, absolute-form, or "*" for OPTIONS; authority-form is only
     # for CONNECT, which a server (not a proxy) does not implement.
+    if method == b"CONNECT":
+        raise HTTPError(501, "CONNECT is not implemented")
     if target[:1] != b"/":
         if target == b"*":
             if method != b"OPTIONS":
                 raise HTTPError(400, "'*' target is only valid for OPTIONS")
-        elif method == b"CONNECT":
-            raise HTTPError(501, "CONNECT is not implemented")
         elif _ABSOLUTE.fullmatch(target) is None:
             raise HTTPError(400, "malformed request target")
     # 1.x for x >= 1 is compatible with 1.1 (RFC 9110 section 2.5)
@@ -289,7 +304,8 @@ def decide_framing(http11: bool, block: _Block, config) -> tuple:
             raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
         codings = [c.strip(b" \t").lower() for c in te.split(b",")]
         if codings != [b"chunked"]:
-            if b"" in codings or codings[-1] != b"chunked" and b"chunked" in codings:
+            # chunked must be last, and only once (RFC 9112 6.1)
+            if b"" in codings or b"chunked" in codings[:-1]:
                 raise HTTPError(400, "malformed Transfer-Encoding")
             raise HTTPError(501, "unsupported Transfer-Encoding")
         return keep_alive, (0, True, block.expect and http11)
