@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import netcore
 from conftest import REPO
 
 _CANDIDATES = [os.path.join(REPO, "..", "shared"), os.path.join(REPO, "..", "..", "shared")]
@@ -33,30 +33,12 @@ def _harness():
     return module
 
 
-# The harness's contract: 200 to any method and path, after reading the whole body.
-def native_app(request):
-    request.body
-    return netcore.Response(b"ok")
+# The harness's contract: 200 to any method and path, after reading the
+# whole body; the reliability apps do that (on paths other than /big, /sleep).
+sys.path.insert(0, os.path.join(REPO, "tests", "http", "apps"))
+import reliability_apps  # noqa: E402
 
-
-def wsgi_app(environ, start_response):
-    environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
-
-
-async def asgi_app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect" or not message.get("more_body"):
-            break
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-APPS = {"native": native_app, "wsgi": wsgi_app, "asgi": asgi_app}
+APPS = {"native": reliability_apps.native, "wsgi": reliability_apps.wsgi, "asgi": reliability_apps.asgi}
 
 # llhttp refuses whitespace after ";" in a chunk line, even with its
 # leniency flags, where RFC 9112 7.1.1 allows it (BWS); httptools reports

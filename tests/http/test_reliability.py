@@ -78,6 +78,19 @@ def ask(port: int, raw: bytes = GET, timeout: float = 5.0) -> bytes:
         return s.recv(65536)
 
 
+def recv_all(s: socket.socket) -> bytes:
+    """Everything until the server closes (or resets)."""
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
 def wait_until(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,15 +128,7 @@ def test_hostile_input(interface):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(raw)
                 s.shutdown(socket.SHUT_WR)
-                data = b""
-                try:
-                    while True:
-                        chunk = s.recv(65536)
-                        if not chunk:
-                            break
-                        data += chunk
-                except ConnectionResetError:
-                    pass
+                data = recv_all(s)
             assert not data or data.startswith(b"HTTP/1.1 "), data[:60]
             answered += bool(data)
             closed += 1
@@ -337,15 +342,7 @@ def test_graceful_shutdown_under_load(interface):
         proc.send_signal(signal.SIGTERM)
         complete = 0
         for s in socks:
-            data = b""
-            try:
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-            except ConnectionResetError:
-                pass
+            data = recv_all(s)
             complete += data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"ok")
             s.close()
         code = proc.wait(10)
