@@ -270,7 +270,7 @@ static PyObject *json_simple(PyObject *self, PyObject *obj)
 static unsigned char is_tchar[256];
 /* field-value bytes parser.py accepts: HTAB, SP..~, obs-text (>= 0x80) */
 static unsigned char is_vchar[256];
-/* request-target bytes: visible, no space, no DEL (obs-text allowed) */
+/* request-target bytes: visible ASCII (a URI is ASCII) */
 static unsigned char is_target[256];
 /* parser._HOST: [-._~%!$&'()*+,;=:\[\]0-9A-Za-z] */
 static unsigned char is_host[256];
@@ -288,7 +288,7 @@ static void init_tables(void)
         int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
         is_tchar[c] = alnum || (c && strchr(tok, c) != NULL);
         is_vchar[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
-        is_target[c] = c > 0x20 && c != 0x7f;
+        is_target[c] = c > 0x20 && c < 0x7f;
         is_host[c] = alnum || (c && strchr("-._~%!$&'()*+,;=:[]", c) != NULL);
     }
 }
@@ -352,6 +352,8 @@ static PyObject *parse_head_fast(PyObject *self, PyObject *const *args, Py_ssize
         p++;
     Py_ssize_t mlen = p - m0;
     if (!mlen || p == e || *p != ' ')
+        Py_RETURN_NONE;
+    if (mlen == 7 && memcmp(m0, "CONNECT", 7) == 0)  /* a 501: Python's */
         Py_RETURN_NONE;
     const unsigned char *t0 = ++p;
     if (p == e || *p != '/')  /* origin-form only; '*' and absolute-form: Python */
@@ -459,7 +461,7 @@ static PyObject *parse_head_fast(PyObject *self, PyObject *const *args, Py_ssize
                             goto decline;
                         n = n * 10 + (v0[i] - '0');
                     }
-                    if (content_length >= 0 && n != content_length)
+                    if (content_length >= 0)  /* repeated: a 400, Python's */
                         goto decline;
                     content_length = n;
                 }
