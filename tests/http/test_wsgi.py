@@ -139,12 +139,35 @@ def test_input_streams_while_the_body_arrives(serve_app):
 
     srv = serve_app(app, interface="wsgi", threads=2)
     s = srv.connect()
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000004\r\n\r\nhead")
+    first = b"head" + b"y" * (64 * 1024)        # the call starts once a first window is here
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (len(first) + 1000000)
+              + first)
     wait_for(lambda: progress, what="the app to read the first bytes")
-    assert progress == [b"head"]
+    assert progress == [b"head"]              # while most of the body is still to come
     s.sendall(b"x" * 1000000)
     _, body, _ = read_response(s, timeout=10)
-    assert body == b"1000000"
+    assert body == b"%d" % (len(first) - 4 + 1000000)
+
+
+def test_a_trickled_body_holds_no_pool_thread(serve_app):
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        body = environ["wsgi.input"].read()
+        ok(start_response)
+        return [b"%d" % len(body)]
+
+    srv = serve_app(app, interface="wsgi", threads=1)
+    slow = [srv.connect() for _ in range(4)]
+    for s in slow:
+        s.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+    c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
+    c.request("GET", "/quick")                 # the one thread is free for it
+    assert c.getresponse().read() == b"0" and calls == ["/quick"]
+    for s in slow:
+        s.sendall(b"x" * 998)
+        assert read_response(s)[1] == b"1000"
 
 
 def test_unread_streaming_body_is_bounded_until_the_app_reads(serve_app):
