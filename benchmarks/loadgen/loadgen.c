@@ -399,6 +399,14 @@ static void on_head(conn *c, const char *h, size_t n)
     c->state = P_BODY;
 }
 
+/* Passes over up to avail bytes of the body or chunk being skipped. */
+static size_t skip_left(conn *c, size_t avail)
+{
+    long long k = (long long)avail < c->left ? (long long)avail : c->left;
+    c->left -= k;
+    return (size_t)k;
+}
+
 /* Feeds received bytes to the response parser, completing responses. */
 static void feed_http(conn *c, const char *p, size_t n, int64_t now)
 {
@@ -430,9 +438,7 @@ static void feed_http(conn *c, const char *p, size_t n, int64_t now)
             break;
         }
         case P_BODY: {
-            long long k = (long long)(n - pos) < c->left ? (long long)(n - pos) : c->left;
-            c->left -= k;
-            pos += (size_t)k;
+            pos += skip_left(c, n - pos);
             if (c->left == 0) {
                 c->state = P_HEAD;
                 response_done(c, now);
@@ -468,9 +474,7 @@ static void feed_http(conn *c, const char *p, size_t n, int64_t now)
             }
             break;
         case P_CHUNK_DATA: {
-            long long k = (long long)(n - pos) < c->left ? (long long)(n - pos) : c->left;
-            c->left -= k;
-            pos += (size_t)k;
+            pos += skip_left(c, n - pos);
             if (c->left == 0)
                 c->state = P_CHUNK_LINE;
             break;
