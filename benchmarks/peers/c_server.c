@@ -6,7 +6,8 @@
  * answers with a precomputed response (the upload reply carries the body
  * length).  The responses to everything one read completed go out in one
  * writev; while a connection has output pending it is not read (so a
- * client that does not read cannot grow the server's memory).  No
+ * client that does not read cannot grow the server's memory); an idle
+ * connection holds only its small struct.  No
  * validation, no chunked request bodies: this is a yardstick, not a server.
  *
  *     cc -O2 -o c_server c_server.c && ./c_server PORT
@@ -43,8 +44,8 @@ typedef struct seg { const char *base; size_t off, len; } seg;  /* base NULL: in
 
 typedef struct conn {
     int fd;
-    char head[HEAD_MAX];
-    size_t hlen;            /* bytes of a head that spans reads */
+    char *head;             /* a head that spans reads (allocated only then) */
+    size_t hlen;
     size_t body_left;       /* body bytes still to skip */
     size_t body_len;        /* the whole body (for the upload reply) */
     int reply_after_body;   /* an upload reply waits for its body */
@@ -139,6 +140,8 @@ static void consume(conn *c, const char *in, size_t n)
             }
         }
         /* A head that spans reads: gather it byte by byte in c->head. */
+        if (!c->head && !(c->head = malloc(HEAD_MAX)))
+            abort();
         while (pos < n) {
             if (c->hlen == HEAD_MAX) {  /* too long: give up on this client */
                 c->hlen = 0;
@@ -149,6 +152,8 @@ static void consume(conn *c, const char *in, size_t n)
             if (c->hlen >= 4 && !memcmp(c->head + c->hlen - 4, "\r\n\r\n", 4)) {
                 on_head(c, c->head, c->hlen);
                 c->hlen = 0;
+                free(c->head);  /* idle connections keep no head buffer */
+                c->head = NULL;
                 break;
             }
         }
@@ -158,6 +163,7 @@ static void consume(conn *c, const char *in, size_t n)
 static void drop(conn *c)
 {
     close(c->fd);
+    free(c->head);
     free(c->segs);
     free(c->dyn);
     free(c);
