@@ -1,7 +1,8 @@
 """The idle scenario: server memory per idle keep-alive connection.
 
-Opens N connections to a fresh server, has each make one request (so it
-sits in the server's keep-alive state, not merely in the accept queue),
+Opens N connections to a fresh server, has each make one request (one
+echo for the core's echo servers), so it sits in the server's keep-alive
+state, not merely in the accept queue; then
 waits until the server holds them all and its RSS has settled, and divides
 the RSS growth of the server's process tree by N.  Connections are closed
 with a reset, so no TIME_WAIT piles up across runs.
@@ -22,6 +23,7 @@ except ImportError:  # pragma: no cover - Windows
 
 _LINGER_RST = struct.pack("ii", 1, 0)
 BATCH = 250
+ECHO = b"x" * 64
 
 
 def raise_nofile(need: int) -> int:
@@ -52,8 +54,17 @@ def settle_rss(pid: int, timeout: float = 20.0) -> Optional[int]:
     return last
 
 
-def _read_response(s: socket.socket) -> None:
+def _read_response(s: socket.socket, echo: bool) -> None:
     got = b""
+    if echo:
+        while len(got) < len(ECHO):
+            chunk = s.recv(len(ECHO) - len(got))
+            if not chunk:
+                raise ConnectionError("the server closed a connection during its first echo")
+            got += chunk
+        if got != ECHO:
+            raise ConnectionError(f"wrong echo {got!r}")
+        return
     while b"\r\n\r\n" not in got:
         chunk = s.recv(4096)
         if not chunk:
@@ -63,13 +74,14 @@ def _read_response(s: socket.socket) -> None:
         raise ConnectionError(f"unexpected response {got[:40]!r}")
 
 
-def measure(pid: int, port: int, connections: int, timeout: float = 120.0) -> dict:
-    """One run against a running server; returns the figures."""
+def measure(pid: int, port: int, connections: int, timeout: float = 120.0, echo: bool = False) -> dict:
+    """One run against a running server (an echo server with echo=True);
+    returns the figures."""
     limit = raise_nofile(connections + 256)
     if limit < connections + 64:
         raise OSError(f"the descriptor limit ({limit}) is too low for {connections} connections")
     base = settle_rss(pid)
-    request = f"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    request = ECHO if echo else f"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     socks: list[socket.socket] = []
     deadline = time.monotonic() + timeout
     try:
@@ -83,7 +95,7 @@ def measure(pid: int, port: int, connections: int, timeout: float = 120.0) -> di
             for s in batch:
                 s.sendall(request)
             for s in batch:
-                _read_response(s)
+                _read_response(s, echo)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"opening {connections} connections took over {timeout:g} s")
         # every connection has had its answer; give the server a moment to

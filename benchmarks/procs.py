@@ -34,10 +34,26 @@ def can_pin() -> bool:
     return hasattr(os, "sched_setaffinity")
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the suite dies, so an interrupted
+    or killed run leaves no server behind."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _pinner(cpus: Optional[Sequence[int]]) -> Optional[Callable[[], None]]:
-    if not cpus or not can_pin():
-        return None
-    return lambda: os.sched_setaffinity(0, set(cpus))
+    """The child's preexec: pin it (where the OS can) and tie it to the suite."""
+    if not sys.platform.startswith("linux"):
+        return None if not cpus or not can_pin() else (lambda: os.sched_setaffinity(0, set(cpus)))
+
+    def setup() -> None:
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, set(cpus))
+    return setup
 
 
 # ------------------------------------------------------------ /proc reading
@@ -144,7 +160,7 @@ def tree_connections(root: int, port: int) -> Optional[int]:
                 continue
             if link.startswith("socket:["):
                 inodes.add(link[8:-1])
-    n = 0
+    held = set()  # a set: a table read while sockets come and go can repeat a line
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -153,10 +169,10 @@ def tree_connections(root: int, port: int) -> Optional[int]:
                     fields = line.split()
                     # local_address is HEXIP:HEXPORT; state 01 is ESTABLISHED
                     if fields[3] == "01" and fields[9] in inodes and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                        n += 1
+                        held.add(fields[9])
         except OSError:
             continue
-    return n
+    return len(held)
 
 
 def machine_busy_seconds() -> Optional[float]:

@@ -175,8 +175,8 @@ class Suite:
                     jobs.append(Job(r, app, scns))
         for s in self.scenarios:
             if s.kind == "idle":
-                jobs += [Job(r, "raw", [s], fresh=True) for r in rows
-                         if "raw" in r.apps and not r.missing and r.group != "echo"]
+                jobs += [Job(r, "echo" if r.group == "echo" else "raw", [s], fresh=True) for r in rows
+                         if ("raw" in r.apps or "echo" in r.apps) and not r.missing]
             elif s.kind == "loadgen":
                 c_row = next((r for r in self.rows if r.key == "c-epoll"), None)
                 if c_row is None or c_row.missing:
@@ -287,7 +287,7 @@ class Suite:
     def _measure(self, scn: Scenario, job: Job, sp: procs.ServerProcess, port: int) -> dict:
         o = self.options
         if scn.kind == "idle":
-            return idle.measure(sp.pid, port, self._connections(scn))
+            return idle.measure(sp.pid, port, self._connections(scn), echo=job.server.ready == "echo")
         if scn.kind == "http":
             tool = self._http_tool()
         else:  # latency and echo need the built-in generator's modes

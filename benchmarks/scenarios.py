@@ -60,7 +60,8 @@ SCENARIOS: tuple[Scenario, ...] = (
                   "omission corrected)."),
     Scenario("idle", "Idle keep-alive connections", "idle", "raw", connections=10_000, headline="memory",
              note="Growth of the server's RSS (whole process tree) with every connection open and idle "
-                  "after one request, divided by the connections; kernel socket buffers are not in RSS."),
+                  "after one request (one echo for the core's echo servers), divided by the connections; "
+                  "kernel socket buffers are not in RSS."),
     Scenario("echo-100", "Core echo, 100 connections", "echo", "echo", connections=100, headline="cpu",
              quick=True, note="64-byte messages, one in flight per connection, every echoed byte checked."),
     Scenario("echo-1000", "Core echo, 1,000 connections", "echo", "echo", connections=1000, headline="cpu"),

@@ -8,8 +8,9 @@ handler API, the Protocol servers, the C floor) against netcore native,
 "asgi" rows against netcore's ASGI front end, "wsgi" rows against its
 WSGI front end, "echo" rows against netcore.iocore.
 
-Every server gets one process (one worker), keep-alive timeouts long enough
-for the idle scenario, no access log and a backlog of 4096.
+Every server gets one process (one worker), keep-alive timeouts and
+connection limits large enough for the idle scenario, no access log and a
+backlog of 4096.
 """
 from __future__ import annotations
 
@@ -185,7 +186,7 @@ def peer_servers(env: Env) -> list[Server]:
             cmd = [PY, "-m", "granian", APP_TARGETS[(interface, app)], "--interface", interface,
                    "--host", "127.0.0.1", "--port", str(port), "--http", "1", "--no-ws", "--workers", "1",
                    "--runtime-threads", "1", "--log-level", "warning", "--no-access-log",
-                   "--backlog", BACKLOG, "--working-dir", REPO]
+                   "--backlog", BACKLOG, "--backpressure", "20000", "--working-dir", REPO]
             if interface == "asgi" and have_module("uvloop") is None:
                 cmd += ["--loop", "uvloop"]
             return cmd
@@ -204,6 +205,7 @@ def peer_servers(env: Env) -> list[Server]:
     def gunicorn(app: str, port: int) -> list:
         return [PY, "-m", "gunicorn", APP_TARGETS[("wsgi", app)], "--bind", f"127.0.0.1:{port}",
                 "--workers", "1", "--worker-class", "gthread", "--threads", "4", "--keep-alive", KEEP_ALIVE,
+                "--worker-connections", "20000",
                 "--backlog", BACKLOG, "--log-level", "warning", "--chdir", REPO]
 
     def protocol(loop: str) -> Callable[[str, int], list]:
