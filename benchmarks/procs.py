@@ -235,7 +235,9 @@ class ServerProcess:
         """SIGINT (a graceful stop everywhere), then SIGTERM, then SIGKILL;
         descendants left behind (own process groups) are killed by pid."""
         tree = [(p, _start_time(p)) for p in tree_pids(self.pid)] if HAVE_PROC else []
-        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        steps = ((signal.SIGINT, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)) if os.name != "nt" \
+            else ((signal.SIGTERM, grace),)  # Windows: SIGTERM is TerminateProcess
+        for sig, wait in steps:
             if self.proc.poll() is not None:
                 break
             try:

@@ -284,6 +284,10 @@ def header_lines(result: dict) -> list[str]:
         "every cell is the median of the runs with the min–max spread in brackets. Server CPU = user + system "
         "time of the server's whole process tree (OS accounting) over the run, divided by the requests.",
     ]
+    other = Spread.of(r.get("other_cpus") for r in result["runs"] if not r.get("failed"))
+    if other:
+        lines.append(f"- **Other load**: the rest of the machine used {other.median:.2f} CPUs during the median "
+                     f"run (up to {other.high:.2f}); figures from a machine that was not quiet are noisy")
     if result.get("label"):
         lines.insert(0, f"- **Note**: {result['label']}")
     return lines
@@ -301,7 +305,8 @@ def summary_lines(view: View) -> list[str]:
             header.append(f"{s['key']} ({unit})")
         rows_keys: list[str] = []
         for s in heads:
-            rows_keys += [r for r in view.rows_of(s["key"]) if r not in rows_keys]
+            rows_keys += [r for r in view.rows_of(s["key"]) if r not in rows_keys
+                          and view.servers.get(r, {}).get("group") != "echo"]
         rows_keys.sort(key=lambda k: (GROUP_ORDER.get(view.servers.get(k, {}).get("group"), 9),
                                       not view.servers.get(k, {}).get("netcore"),
                                       list(view.servers).index(k) if k in view.servers else 99))
@@ -324,10 +329,12 @@ def summary_lines(view: View) -> list[str]:
         if rows:
             lines += [f"{title} JSON endpoint:", ""] + _table(["server", "req/s", "CPU µs/req"], rows) + [""]
     echo = [s for s in view.scenarios if s["kind"] == "echo"]
-    if echo:
-        rows_keys = []
-        for s in echo:
-            rows_keys += [r for r in view.rows_of(s["key"]) if r not in rows_keys]
+    idle = next((s["key"] for s in view.scenarios if s["kind"] == "idle"), None)
+    rows_keys = []
+    for key in [s["key"] for s in echo] + ([idle] if idle else []):
+        rows_keys += [r for r in view.rows_of(key) if r not in rows_keys
+                      and view.servers.get(r, {}).get("group") == "echo"]
+    if rows_keys:
         rows = []
         for row in rows_keys:
             cells = [view.name(row)]
@@ -335,11 +342,16 @@ def summary_lines(view: View) -> list[str]:
                 c = view.cell(s["key"], row)
                 cells += [fmt_num(c["rps"].median) if c and c["rps"] else "–",
                           fmt_num(c["cpu"].median) if c and c["cpu"] else "–"]
+            c = view.cell(idle, row)
+            if idle:
+                cells.append(fmt_num(c["bytes_per_conn"].median) if c and c["bytes_per_conn"] else "–")
             rows.append(cells)
         header = ["server"]
         for s in echo:
             header += [f"{s['key']} msg/s", f"{s['key']} CPU µs/msg"]
-        lines += ["Core echo (64-byte ping-pong):", ""] + _table(header, rows) + [""]
+        if idle:
+            header.append("idle (B/conn)")
+        lines += ["The core alone (echo servers; 64-byte ping-pong, and memory per idle connection):", ""] + _table(header, rows) + [""]
     for s in view.scenarios:
         if s["kind"] == "loadgen":
             _, verdicts = loadgen_table(view, s)

@@ -237,10 +237,11 @@ class Suite:
             self.progress.done += job.steps
             return False
         try:
-            for scn in job.scenarios:
+            for i, scn in enumerate(job.scenarios):
                 if not sp.alive():
                     self.failures.append(f"{job.server.name} died before {scn.key}: {sp.log_tail()}")
                     self.progress.say(f"fail: {job.server.name} died: {sp.log_tail()}")
+                    self.progress.done += Job(job.server, job.app, job.scenarios[i:]).steps
                     break
                 if scn.kind == "loadgen":
                     self._loadgen_runs(scn, sp, port, rnd, label)

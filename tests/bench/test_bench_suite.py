@@ -275,3 +275,17 @@ def test_a_small_run_end_to_end(tmp_path):
     md = (out / "results.md").read_text()
     assert "### Plaintext (`plaintext`)" in md and "| C epoll server |" in md
     assert data["machine"]["cpu"] and data["machine"]["placement"]
+
+
+def test_chart_is_optional(tmp_path, monkeypatch):
+    result = _result(_runs("plaintext", "netcore-native-epoll", [1e5] * 3, [6.0] * 3)
+                     + _runs("plaintext", "c-epoll", [1.2e5] * 3, [5.0] * 3), SRV)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)   # as if it were not installed
+    notes = report.write(result, str(tmp_path))
+    assert notes and "matplotlib is not installed" in notes[0]
+    assert (tmp_path / "results.md").exists() and (tmp_path / "results.json").exists()
+    assert not (tmp_path / "results.png").exists()
+    monkeypatch.delitem(sys.modules, "matplotlib")
+    pytest.importorskip("matplotlib")
+    assert report.write(result, str(tmp_path)) == []
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
