@@ -53,6 +53,9 @@ def write(view, path: str) -> Optional[str]:
         err = [[s.median - s.low for _, s, _ in rows][::-1], [s.high - s.median for _, s, _ in rows][::-1]]
         colors = ["#d9480f" if n.startswith("netcore") else "#868e96" for n in names]
         ax.barh(names, med, xerr=err, color=colors, capsize=2, error_kw={"elinewidth": 0.8})
+        if scn["headline"] in ("latency", "memory") and max(med) > 20 * min(med):
+            ax.set_xscale("log")  # one slow row would flatten the rest
+            label += ", log scale"
         ax.set_title(scn["title"], fontsize=10, loc="left")
         ax.set_xlabel(label, fontsize=8)
         ax.tick_params(labelsize=7)

@@ -9,9 +9,12 @@ README's performance section.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import shlex
+import sys
 from typing import Optional
 
 from . import targets
@@ -249,11 +252,14 @@ def loadgen_table(view: View, scn: dict) -> tuple[list[str], list[str]]:
                     "generator CPU use", "server CPU µs/request", "other load (CPUs)"], rows, 2), verdicts)
 
 
-def goals_table(view: View) -> list[str]:
+def goals_table(view: View, measured_only: bool = False) -> list[str]:
     keys = list(view.servers)
-    rows = []
+    rows, skipped = [], 0
     for goal in targets.GOALS:
         v = targets.check(goal, view.cell, keys)
+        if measured_only and v.value is None:
+            skipped += 1
+            continue
         if v.value is None:
             measured = "–"
         elif goal.than:
@@ -261,7 +267,11 @@ def goals_table(view: View) -> list[str]:
         else:
             measured = f"{fmt_num(v.value)} ({fmt_num(v.low)}–{fmt_num(v.high)})"
         rows.append([goal.source, goal.text, measured, v.verdict])
-    return _table(["issue", "goal", "measured (spread)", "verdict"], rows, 2, 3)
+    table = _table(["issue", "goal", "measured (spread)", "verdict"], rows, 2, 3) if rows else []
+    if skipped:
+        table += ["", f"{skipped} more goal{'s' if skipped != 1 else ''} could not be checked: "
+                      "the rows they compare were not measured (see the full results)."]
+    return table
 
 
 # ---------------------------------------------------------------- documents
@@ -277,7 +287,7 @@ def header_lines(result: dict) -> list[str]:
         f"- **Placement**: {m['placement']}",
         f"- **Tools**: {tools}",
         f"- **Versions**: {pk}",
-        f"- **Command**: `{result['command']}`",
+        f"- **Command**: `{_command(result)}`",
         f"- **Method**: {o['runs']} interleaved round{'s' if o['runs'] != 1 else ''} (every server once per "
         "round, rotating order, "
         f"a fresh process each time); {o['warmup']:g} s warm-up then {o['duration']:g} s measured per run; "
@@ -291,6 +301,12 @@ def header_lines(result: dict) -> list[str]:
     if result.get("label"):
         lines.insert(0, f"- **Note**: {result['label']}")
     return lines
+
+
+def _command(result: dict) -> str:
+    """The command as run, with a --label's text (shown as the Note) elided."""
+    label = result.get("label")
+    return result["command"].replace(shlex.quote(label), "'…'") if label else result["command"]
 
 
 def summary_lines(view: View) -> list[str]:
@@ -351,13 +367,14 @@ def summary_lines(view: View) -> list[str]:
             header += [f"{s['key']} msg/s", f"{s['key']} CPU µs/msg"]
         if idle:
             header.append("idle (B/conn)")
-        lines += ["The core alone (echo servers; 64-byte ping-pong, and memory per idle connection):", ""] + _table(header, rows) + [""]
+        lines += ["The core alone (echo servers: 64-byte ping-pong; memory per idle connection):", ""]
+        lines += _table(header, rows) + [""]
     for s in view.scenarios:
         if s["kind"] == "loadgen":
             _, verdicts = loadgen_table(view, s)
             if verdicts:
                 lines += ["Built-in load generator against wrk (C server): " + "; ".join(verdicts) + ".", ""]
-    lines += ["Goals set by the issues:", ""] + goals_table(view) + ["", SUMMARY_END]
+    lines += ["Goals set by the issues:", ""] + goals_table(view, measured_only=True) + ["", SUMMARY_END]
     return lines
 
 
@@ -390,6 +407,7 @@ def markdown(result: dict) -> str:
         if not any(s == scn["key"] for s, _ in view.cells):
             out += ["", "(no runs)"]
         out.append("")
+    out += ["## Goals set by the issues", ""] + goals_table(view) + [""]
     out += ["## Servers", ""]
     ran = {r for (_, r) in view.cells}
 
@@ -437,3 +455,23 @@ def write(result: dict, out_dir: str) -> list[str]:
     from . import chart
     why = chart.write(View(result), os.path.join(out_dir, "results.png"))
     return [why] if why else []
+
+
+def main(argv: Optional[list] = None) -> int:
+    """python -m benchmarks.report DIR/results.json [--out DIR]: writes
+    results.md and results.png again from the raw figures of a run."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    ap.add_argument("results_json")
+    ap.add_argument("--out", help="directory to write to (default: the JSON file's)")
+    args = ap.parse_args(argv)
+    with open(args.results_json, encoding="utf-8") as f:
+        result = json.load(f)
+    out = args.out or os.path.dirname(os.path.abspath(args.results_json))
+    for note in write(result, out):
+        print(note)
+    print(f"wrote {os.path.join(out, 'results.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -155,8 +155,8 @@ def netcore_servers(env: Env) -> list[Server]:
                 cmd = [PY, "-m", "netcore", APP_TARGETS[(group, app)], "--port", str(port),
                        "--backend", cli_name, "--log-level", "warning", "--backlog", BACKLOG,
                        "--timeout-keep-alive", KEEP_ALIVE]
-                if interface != "native":
-                    cmd += ["--interface", interface]
+                if interface != "native" or "native" in interfaces:
+                    cmd += ["--interface", interface]   # explicit, whatever `auto` would pick
                 return cmd + list(extra)
             key = f"netcore-{interface}{'-inline' if extra[:1] == ['--threads'] else ''}-{backend}"
             out.append(Server(f"netcore {label} ({backend})", key, group, apps, command, missing,
