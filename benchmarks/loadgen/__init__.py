@@ -103,19 +103,24 @@ def compiler() -> Optional[str]:
     return None
 
 
-def build_c_engine(out_dir: str) -> tuple[Optional[Engine], str]:
-    """Compiles loadgen.c with the core's sources; (engine, "") or (None, why)."""
-    cc = compiler()
+def build_c_engine(out_dir: str, cc: Optional[str] = None,
+                   windows: Optional[bool] = None) -> tuple[Optional[Engine], str]:
+    """Compiles loadgen.c with the core's sources; (engine, "") or (None, why).
+    cc and windows choose a cross compiler (mingw-w64, say) instead of the host's."""
+    cc = cc or compiler()
     if cc is None:
         return None, "no C compiler"
     if not os.path.isfile(os.path.join(CORE, "iocore.h")):
         return None, f"netcore's C sources are not at {CORE}"
-    platform_dir = "win" if os.name == "nt" else "unix"
+    windows = os.name == "nt" if windows is None else windows
     sources = sorted(glob.glob(os.path.join(CORE, "core", "*.c")) +
-                     glob.glob(os.path.join(CORE, platform_dir, "*.c")))
-    exe = os.path.join(out_dir, "loadgen" + (".exe" if os.name == "nt" else ""))
-    cmd = [cc, "-std=gnu11", "-O2", f"-I{CORE}", os.path.join(HERE, "loadgen.c"), *sources, "-o", exe]
-    cmd += ["-lws2_32", "-lmswsock"] if os.name == "nt" else ["-lpthread"]
+                     glob.glob(os.path.join(CORE, "win" if windows else "unix", "*.c")))
+    exe = os.path.join(out_dir, "loadgen" + (".exe" if windows else ""))
+    cmd = [cc, "-std=gnu11", "-O2", f"-I{CORE}"]
+    if windows:
+        cmd += ["-D_WIN32_WINNT=0x0602", "-DWIN32_LEAN_AND_MEAN"]
+    cmd += [os.path.join(HERE, "loadgen.c"), *sources, "-o", exe]
+    cmd += ["-static", "-lws2_32", "-lmswsock"] if windows else ["-lpthread"]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as e:

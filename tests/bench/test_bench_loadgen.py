@@ -194,3 +194,23 @@ def test_reader_rejects_what_it_cannot_frame():
         ResponseReader().feed(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nbody until close")
     with pytest.raises(FramingError):
         ResponseReader().feed(b"garbage\r\n\r\n")
+
+
+@pytest.mark.wine
+def test_c_engine_runs_on_iocp_under_wine(tmp_path, counting_server):
+    """The C engine built for Windows (mingw-w64, the core's IOCP backend)
+    counts what the server received, run under Wine."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import native_build  # tests/native_build.py: the toolchain the Wine tests use
+
+    if not native_build.have_mingw() or not native_build.have_wine():
+        pytest.skip("needs mingw-w64 and wine64")
+    engine, why = loadgen.build_c_engine(str(tmp_path), cc=native_build.MINGW_CC, windows=True)
+    assert engine is not None, why
+    srv = counting_server()
+    wine = loadgen.Engine("c", [native_build.wine_command(), *engine.prefix])
+    res = loadgen.run(wine, loadgen.Load(connections=4, requests=400, duration=30), "127.0.0.1", srv.port,
+                      timeout=120)
+    assert (res.requests, srv.requests, res.errors) == (400, 400, {})
