@@ -51,8 +51,7 @@ class Job:
 
     server: Server
     app: str
-    scenarios: list
-    fresh: bool = False   # idle: its own process, nothing ran before
+    scenarios: list     # idle gets a job of its own: a process nothing ran in before
 
     @property
     def steps(self) -> int:
@@ -175,7 +174,7 @@ class Suite:
                     jobs.append(Job(r, app, scns))
         for s in self.scenarios:
             if s.kind == "idle":
-                jobs += [Job(r, "echo" if r.group == "echo" else "raw", [s], fresh=True) for r in rows
+                jobs += [Job(r, "echo" if r.group == "echo" else "raw", [s]) for r in rows
                          if ("raw" in r.apps or "echo" in r.apps) and not r.missing]
             elif s.kind == "loadgen":
                 c_row = next((r for r in self.rows if r.key == "c-epoll"), None)

@@ -99,14 +99,6 @@ class Spread:
             return None
         return cls(statistics.median(vals), min(vals), max(vals), len(vals))
 
-    @property
-    def rel_width(self) -> float:
-        """(max - min) / median: how far apart the runs were."""
-        return (self.high - self.low) / self.median if self.median else 0.0
-
-    def as_dict(self) -> dict:
-        return {"median": self.median, "min": self.low, "max": self.high, "n": self.n}
-
 
 def ratio(value: Optional[Spread], reference: Optional[Spread]) -> Optional[float]:
     """median / reference median, or None when either is missing or zero."""

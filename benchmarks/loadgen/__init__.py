@@ -76,10 +76,6 @@ class LoadResult:
     client_cpu_s: Optional[float]
     processes: int
 
-    @property
-    def rps(self) -> float:
-        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
-
 
 class Engine:
     """One way to run the generator: a command prefix and a name."""
