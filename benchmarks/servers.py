@@ -162,10 +162,10 @@ def netcore_servers(env: Env) -> list[Server]:
             out.append(Server(f"netcore {label} ({backend})", key, group, apps, command, missing,
                               netcore=True, settings="1 process" + (", handlers on the I/O thread"
                                                                      if interface == "native" else "")))
-    for backend, cli_name in backends or [("auto", "auto")]:
-        def echo(app: str, port: int, cli_name=cli_name) -> list:
+    for backend in env.backends or ["auto"]:   # the core's own names: no CLI in between
+        def echo(app: str, port: int, backend=backend) -> list:
             return [PY, os.path.join(PEERS, "echo_server.py"), "netcore", "--port", str(port),
-                    "--backend", cli_name]
+                    "--backend", backend]
         out.append(Server(f"netcore.iocore ({backend})", f"netcore-iocore-{backend}", "echo", ("echo",),
                           echo, None if env.backends else "netcore.iocore cannot be imported",
                           netcore=True, ready="echo", settings="Python loop over q.wait()"))

@@ -58,6 +58,8 @@ def test_front_ends_and_uring_run_once_the_cli_has_them():
     reg2, _ = rows(HELP_LATER, backends=("epoll", "io_uring"))
     cmd = reg2["netcore-native-io_uring"].command("raw", 9)
     assert cmd[cmd.index("--backend") + 1] == "uring"
+    echo = reg2["netcore-iocore-io_uring"].command("echo", 9)     # the core's own name for its Queue
+    assert echo[echo.index("--backend") + 1] == "io_uring"
 
 
 def test_reference_rows():
