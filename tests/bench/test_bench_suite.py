@@ -255,17 +255,17 @@ def test_readme_splice_replaces_only_the_marked_section(tmp_path):
 @pytest.mark.skipif(not shutil.which("cc") and not shutil.which("gcc"), reason="needs a C compiler (C server)")
 @pytest.mark.skipif(not procs.HAVE_PROC, reason="needs /proc (Linux)")
 def test_a_small_run_end_to_end(tmp_path):
-    """One scenario, two servers, the built-in Python engine (no wrk needed):
-    the outputs exist and hold the runs."""
+    """Two scenarios, two servers that need no peer package, the built-in
+    Python engine (no wrk needed): the outputs exist and hold the runs."""
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--scenario", "plaintext,idle",
-                           "--only", "c-epoll,asyncio-protocol", "--duration", "0.5", "--warmup", "0",
+                           "--only", "c-epoll,netcore-native-epoll", "--duration", "0.5", "--warmup", "0",
                            "--runs", "2", "--idle-connections", "50", "--loadgen", "python", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=100)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "results.json").read_text())
     runs = [r for r in data["runs"] if r["scenario"] == "plaintext"]
-    assert {(r["row"], r["round"]) for r in runs} == {(k, i) for k in ("c-epoll", "asyncio-protocol")
+    assert {(r["row"], r["round"]) for r in runs} == {(k, i) for k in ("c-epoll", "netcore-native-epoll")
                                                      for i in (0, 1)}
     for r in runs:
         assert not r.get("failed") and r["requests"] > 0 and r["tool"] == "builtin-python", r
