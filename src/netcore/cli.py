@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from .http.limits import OPTIONS
+from .http.limits import INTERFACES, OPTIONS
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
             if name == "backend":
                 kwargs["choices"] = ["auto", "epoll", "iocp"]
             elif name == "interface":
-                kwargs["choices"] = ["native"]
+                kwargs["choices"] = list(INTERFACES)
+            elif name == "lifespan":
+                kwargs["choices"] = ["auto", "on", "off"]
             elif name == "log_level":
                 kwargs["choices"] = ["critical", "error", "warning", "info", "debug"]
             p.add_argument(flag, dest=name, type=typ, default=None, help=text, **kwargs)
@@ -113,9 +115,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # an import error of any kind: one line, non-zero exit
         print(f"netcore: error: cannot load {args.app!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    from .frontends.lifespan import StartupFailed
     from .http.workers import serve
     try:
         serve(app, **options)
+    except StartupFailed as exc:
+        print(f"netcore: error: application startup failed: {exc}", file=sys.stderr)
+        return 3
     except OSError as exc:
         host = options.get("host", OPTIONS["host"][0])
         port = options.get("port", OPTIONS["port"][0])

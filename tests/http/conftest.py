@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from adapters import adapt
 from netcore.http import Server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,13 +37,20 @@ class Running:
         assert not self.thread.is_alive(), "server did not stop"
 
 
-@pytest.fixture
-def serve():
+# The behaviour suite runs on every dispatcher: the tests write native
+# handlers, and adapters.py runs the same logic as a WSGI or an ASGI app.
+INTERFACES = ("native", "wsgi", "asgi")
+
+
+def _server_fixture(interface):
     running: list[Running] = []
 
     def start(app, **options) -> Running:
         options.setdefault("port", 0)
-        server = Server(app, **options)
+        options.setdefault("interface", interface)
+        if options["interface"] == "asgi":
+            options.setdefault("lifespan", "off")
+        server = Server(adapt(app, interface) if interface in ("wsgi", "asgi") else app, **options)
         server.listen()
         t = threading.Thread(target=server.run, daemon=True)
         t.start()
@@ -50,6 +58,37 @@ def serve():
         running.append(r)
         return r
 
+    return running, start
+
+
+@pytest.fixture(params=INTERFACES)
+def interface(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def serve(interface):
+    """Start a server on a native handler, behind every interface in turn."""
+    running, start = _server_fixture(interface)
+    yield start
+    for r in running:
+        r.stop()
+
+
+@pytest.fixture
+def serve_native():
+    """Start a server on a native handler (tests of the native API itself)."""
+    running, start = _server_fixture("native")
+    yield start
+    for r in running:
+        r.stop()
+
+
+@pytest.fixture
+def serve_app():
+    """Start a server on an application of any interface (auto-detected
+    unless ``interface=`` is given)."""
+    running, start = _server_fixture("auto")
     yield start
     for r in running:
         r.stop()

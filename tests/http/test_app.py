@@ -13,7 +13,7 @@ from conftest import read_response, recv_until_closed
 H = b"Host: x\r\n"
 
 
-def test_request_attributes(serve):
+def test_request_attributes(serve_native):
     seen = {}
 
     def app(request):
@@ -24,7 +24,7 @@ def test_request_attributes(serve):
                     cookies=request.headers.get_all("x-dup"), has=("X-Dup" in request.headers),
                     target=request.target)
         return b"ok"
-    srv = serve(app)
+    srv = serve_native(app)
     s = srv.connect()
     s.sendall(b"PUT /a%20b/c?x=1&y=2&x=3 HTTP/1.1\r\n" + H + b"Accept: text/html\r\nX-Dup: one\r\n"
               b"x-dup: two\r\nContent-Length: 4\r\n\r\nbody")
@@ -38,14 +38,14 @@ def test_request_attributes(serve):
     assert seen["target"] == b"/a%20b/c?x=1&y=2&x=3"
 
 
-def test_absolute_form_target(serve):
-    srv = serve(lambda r: r.path + "?" + r.query_string)
+def test_absolute_form_target(serve_native):
+    srv = serve_native(lambda r: r.path + "?" + r.query_string)
     s = srv.connect()
     s.sendall(b"GET http://example.com/p/q?z=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert read_response(s)[1] == b"/p/q?z=1"
 
 
-def test_return_types(serve):
+def test_return_types(serve_native):
     routes = {
         "/bytes": b"raw",
         "/str": "caf\u00e9",
@@ -54,7 +54,7 @@ def test_return_types(serve):
         "/resp": netcore.Response("made", status=201, headers=[("X-A", "1"), ("X-A", "2")]),
         "/empty": netcore.Response(status=204),
     }
-    srv = serve(lambda r: routes[r.path])
+    srv = serve_native(lambda r: routes[r.path])
     c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
 
     def get(path):
@@ -75,12 +75,12 @@ def test_return_types(serve):
     assert r.status == 204 and body == b"" and r.getheader("content-length") is None
 
 
-def test_handler_exception_is_500_and_logged(serve, caplog):
+def test_handler_exception_is_500_and_logged(serve_native, caplog):
     def app(request):
         if request.path == "/boom":
             raise RuntimeError("kaboom")
         return b"fine"
-    srv = serve(app)
+    srv = serve_native(app)
     with caplog.at_level(logging.ERROR, logger="netcore.error"):
         s = srv.connect()
         s.sendall(b"GET /boom HTTP/1.1\r\n" + H + b"\r\n")
@@ -93,11 +93,11 @@ def test_handler_exception_is_500_and_logged(serve, caplog):
     assert c.getresponse().read() == b"fine"
 
 
-def test_bad_results_are_500(serve):
+def test_bad_results_are_500(serve_native):
     results = {"/obj": object(), "/hdr": netcore.Response(b"x", headers={"x": "a\r\nInjected: 1"}),
                "/status": netcore.Response(b"x", status=42),
                "/len": netcore.Response(b"x", headers={"content-length": "5"})}
-    srv = serve(lambda r: results[r.path])
+    srv = serve_native(lambda r: results[r.path])
     for path in results:
         s = srv.connect()
         s.sendall(b"GET %s HTTP/1.1\r\n" % path.encode() + H + b"\r\n")
@@ -106,12 +106,12 @@ def test_bad_results_are_500(serve):
         assert b"Injected" not in data
 
 
-def test_pipelined_500_keeps_earlier_answers(serve):
+def test_pipelined_500_keeps_earlier_answers(serve_native):
     def app(request):
         if request.path == "/2":
             raise ValueError("no")
         return request.path
-    srv = serve(app)
+    srv = serve_native(app)
     s = srv.connect()
     s.sendall(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(4)))
     data = recv_until_closed(s)
@@ -119,11 +119,11 @@ def test_pipelined_500_keeps_earlier_answers(serve):
     assert re.findall(rb"HTTP/1\.1 (\d\d\d) ", data) == [b"200", b"200", b"500"]
 
 
-def test_threads_run_blocking_handlers_concurrently(serve):
+def test_threads_run_blocking_handlers_concurrently(serve_native):
     def app(request):
         time.sleep(0.5)
         return threading.current_thread().name
-    srv = serve(app, threads=4)
+    srv = serve_native(app, threads=4)
     results = []
 
     def client():
@@ -140,12 +140,12 @@ def test_threads_run_blocking_handlers_concurrently(serve):
     assert time.monotonic() - t0 < 1.5
 
 
-def test_threads_keep_pipeline_order(serve):
+def test_threads_keep_pipeline_order(serve_native):
     def app(request):
         n = int(request.path[1:])
         time.sleep(0.05 * (5 - n))  # later requests finish first
         return request.path
-    srv = serve(app, threads=4)
+    srv = serve_native(app, threads=4)
     s = srv.connect()
     s.sendall(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)))
     rest = b""
@@ -156,17 +156,17 @@ def test_threads_keep_pipeline_order(serve):
     assert bodies == [b"/0", b"/1", b"/2", b"/3", b"/4"]
 
 
-def test_threads_handler_exception(serve):
+def test_threads_handler_exception(serve_native):
     def app(request):
         raise KeyError("x")
-    srv = serve(app, threads=2)
+    srv = serve_native(app, threads=2)
     s = srv.connect()
     s.sendall(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
     assert recv_until_closed(s).startswith(b"HTTP/1.1 500 ")
 
 
-def test_access_log(serve, caplog):
-    srv = serve(lambda r: b"12345", access_log=True)
+def test_access_log(serve_native, caplog):
+    srv = serve_native(lambda r: b"12345", access_log=True)
     with caplog.at_level(logging.INFO, logger="netcore.access"):
         c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
         c.request("GET", "/logged?q=1")
@@ -181,8 +181,8 @@ def test_access_log(serve, caplog):
                         r'"GET /logged\?q=1 HTTP/1\.1" 200 5 \d+\.\d{6}', lines[0]), lines[0]
 
 
-def test_access_log_off_by_default(serve, caplog):
-    srv = serve(lambda r: b"x")
+def test_access_log_off_by_default(serve_native, caplog):
+    srv = serve_native(lambda r: b"x")
     with caplog.at_level(logging.INFO, logger="netcore.access"):
         c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
         c.request("GET", "/")

@@ -55,13 +55,18 @@ def test_large_stream_to_slow_reader_is_intact_and_bounded(serve, threads):
             yield bytes([i % 251]) * CHUNK
 
     def app(request):
-        # Pin the kernel's send buffer too (loopback autotunes it to MiBs), so
-        # that "pulled minus received" measures the server's own buffering.
-        request.connection.handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         return netcore.Response(gen())
 
     srv = serve(app, threads=threads)
     s = slow_client(srv)
+    # Pin the server side's kernel send buffer too (loopback autotunes it to
+    # MiBs), so that "pulled minus received" measures the server's own buffering.
+    deadline = time.monotonic() + 5
+    while len(srv.server.conns) != 1:
+        assert time.monotonic() < deadline, "the server never accepted"
+        time.sleep(0.005)
+    conn, = srv.server.conns
+    conn.handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     s.sendall(GET)
     buf = bytearray()
     deadline = time.monotonic() + 30
@@ -187,7 +192,7 @@ def test_exact_content_length_stream_keeps_alive(serve, threads):
 
 
 @modes
-def test_head_does_not_iterate_but_closes(serve, threads):
+def test_head_does_not_iterate_but_closes(serve_native, threads):
     closed = threading.Event()
     started = []
 
@@ -205,7 +210,7 @@ def test_head_does_not_iterate_but_closes(serve, threads):
         def close(self):
             closed.set()
 
-    srv = serve(lambda r: netcore.Response(Body()), threads=threads)
+    srv = serve_native(lambda r: netcore.Response(Body()), threads=threads)
     s = srv.connect()
     s.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + SMALL)
     s.settimeout(5)

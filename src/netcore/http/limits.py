@@ -7,7 +7,9 @@ names here are the public option names with dashes turned into underscores.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
+
+INTERFACES = ("auto", "native", "wsgi", "asgi")
 
 # name -> (default, type, help).  The single source of truth for serve()
 # keyword arguments and CLI options.
@@ -17,9 +19,13 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
     "workers": (1, int, "worker processes (SO_REUSEPORT listener each on Linux)"),
     "reuse_port": (True, bool, "with workers > 1: a SO_REUSEPORT listener per worker where the OS "
                                "has it; off: the supervisor shares one listening socket"),
-    "threads": (0, int, "run handlers in a pool of N threads (0: on the I/O thread)"),
+    "threads": (None, int, "run the application on a pool of N threads (0: on the I/O thread; "
+                           "default: 0 for native, 4 per core up to 32 for wsgi)"),
     "backend": ("auto", str, "completion backend: auto, epoll or iocp"),
-    "interface": ("native", str, "application interface (only 'native' for now)"),
+    "interface": ("auto", str, "application interface: auto (by the app's shape), native, wsgi or asgi"),
+    "lifespan": ("auto", str, "ASGI lifespan: auto (run it if the app speaks it), on, off"),
+    "root_path": ("", str, "the path prefix the application is mounted at behind a proxy "
+                           "(WSGI SCRIPT_NAME, ASGI root_path)"),
     "log_level": ("info", str, "logging level: critical, error, warning, info, debug"),
     "access_log": (False, bool, "log every request to the netcore.access logger"),
     "backlog": (1024, int, "listen backlog"),
@@ -45,9 +51,11 @@ class Config:
     port: int
     workers: int
     reuse_port: bool
-    threads: int
+    threads: Optional[int]
     backend: str
     interface: str
+    lifespan: str
+    root_path: str
     log_level: str
     access_log: bool
     backlog: int
@@ -74,12 +82,18 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        if self.interface != "native":
-            raise ValueError(f"interface {self.interface!r} is not available yet (only 'native')")
+        if self.interface not in INTERFACES:
+            raise ValueError(f"unknown interface {self.interface!r} (expected one of {', '.join(INTERFACES)})")
         for name in ("workers",):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("threads", "limit_concurrency"):
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ValueError(f"lifespan must be auto, on or off, not {self.lifespan!r}")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(f"root_path must be empty or start (and not end) with '/': {self.root_path!r}")
+        if self.threads is not None and self.threads < 0:
+            raise ValueError("threads must be >= 0")
+        for name in ("limit_concurrency",):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         for name in ("max_request_line", "max_header_bytes", "max_header_count", "max_body_bytes"):

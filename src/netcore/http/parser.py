@@ -267,7 +267,9 @@ _HEAD_CACHE_LIMIT = 4096   # bytes: longer heads are parsed every time
 def memo_head(data: bytes, start: int, end: int, config) -> Optional[tuple]:
     """The fast-path entry for the head in data[start:end], or None when the
     general path must take it (error, body, closing request, ...):
-    (config, method, target, http_version, headers, Request._split, is HEAD, http11)."""
+    (config, method, target, http_version, headers, Request._split, is HEAD, http11,
+    derived) where ``derived`` is a dict in which consumers (a WSGI environ,
+    an ASGI scope) memoise what they build from this head, keyed by themselves."""
     # the head memo missed: C first, the memoised Python parser if it declines
     fields = None if _head_fast is None else _head_fast(
         data, start, end, config.max_request_line, config.max_header_bytes,
@@ -281,7 +283,7 @@ def memo_head(data: bytes, start: int, end: int, config) -> Optional[tuple]:
     if framing is not None or not keep_alive:
         return None
     entry = (config, method, target, "1.1" if http11 else "1.0", headers,
-             (target, split_target(target)), method == "HEAD", http11)
+             (target, split_target(target)), method == "HEAD", http11, {})
     if end - start <= _HEAD_CACHE_LIMIT:
         if len(HEAD_CACHE) >= _CACHE_MAX:
             HEAD_CACHE.clear()

@@ -118,8 +118,8 @@ class Request:
     ``query_string``, ``query``, ``headers``, ``client``.
     """
 
-    __slots__ = ("method", "target", "http_version", "raw_headers", "body",
-                 "keep_alive", "connection", "seq", "start", "_headers", "_split")
+    __slots__ = ("method", "target", "http_version", "raw_headers", "body", "body_pending",
+                 "keep_alive", "seq", "start", "_peer", "_headers", "_split")
 
     method: str
     target: bytes
@@ -133,14 +133,15 @@ class Request:
                  body: bytes = b"") -> None:
         # Only what every request needs is set here (this runs per request);
         # seq, start, _headers and _split are filled in when used (the
-        # server's fast path sets _split from its head memo).
+        # native fast path sets _split from its head memo).
         self.method = method
         self.target = target
         self.http_version = http_version
         self.raw_headers = raw_headers
         self.keep_alive = keep_alive
         self.body = body
-        self.connection = None
+        self.body_pending = False     # the body is still arriving (protocol events follow)
+        self._peer = None             # the transport's connection: only for ``client``
 
     # -- target pieces ---------------------------------------------------
     def _parts(self) -> tuple[bytes, bytes, str]:
@@ -195,8 +196,8 @@ class Request:
     @property
     def client(self) -> Optional[tuple[str, int]]:
         """(host, port) of the peer, or None when it is no longer known."""
-        conn = self.connection
-        return conn.client if conn is not None else None
+        peer = self._peer
+        return peer.client if peer is not None else None
 
     def text(self, encoding: str = "utf-8") -> str:
         return self.body.decode(encoding)

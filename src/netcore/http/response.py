@@ -3,9 +3,10 @@
 The bytes of a response head depend on (status, headers, body length,
 connection disposition) and on the current second (Date).  Servers answer
 the same few shapes over and over, so complete heads are memoised per
-second: the steady-state cost of a response is a tuple, a dict lookup and
-two list appends.  The cache is cleared when the Date changes (the server
-ticks refresh_date() once a second) or when it grows past a bound.
+second in each server's HeadCache: the steady-state cost of a response is a
+tuple, a dict lookup and two list appends.  The cache is cleared when the
+Date changes (the server ticks HeadCache.refresh() once a second) or when
+it grows past a bound.
 """
 from __future__ import annotations
 
@@ -66,35 +67,49 @@ class Response:
         return f"<Response {self.status}>"
 
 
-# ---------------------------------------------------------------- the clock
+# ---------------------------------------------------------------- per-server heads
 
-class _Clock:
-    """The current Date header line and the per-second head cache."""
+class HeadCache:
+    """One server's response-head state: its Server line, the current Date
+    line, and the heads memoised for the current second.
 
-    __slots__ = ("second", "date_line", "server_line", "heads")
+    Per server, not per module: two servers in one process may differ in
+    their settings (server_header), and neither may change the other's.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("server_line", "second", "date_line", "heads")
+
+    def __init__(self, server_header: bool = True) -> None:
+        self.server_line = b"server: netcore\r\n" if server_header else b""
         self.second = -1
         self.date_line = b""
-        self.server_line = b"server: netcore\r\n"
-        self.heads: dict[Any, bytes] = {}
+        self.heads: dict[Any, Any] = {}
         self.refresh()
 
     def refresh(self) -> None:
+        """Call at least once a second: the Date line follows the clock."""
         now = int(time.time())
         if now != self.second:
             self.second = now
-            self.date_line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self.date_line = _date_line(now)
             self.heads = {}
 
+    def error(self, status: int, message: str) -> bytes:
+        """A complete plain-text error response that closes the connection."""
+        body = (message + "\n").encode("utf-8", "replace")
+        return b"".join((_status_line(status), self.server_line, self.date_line, _CT_TEXT,
+                         b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body))
 
-CLOCK = _Clock()
-refresh_date = CLOCK.refresh
+
+_DATE_MEMO: list = [-1, b""]
 
 
-def set_server_header(enabled: bool) -> None:
-    CLOCK.server_line = b"server: netcore\r\n" if enabled else b""
-    CLOCK.heads = {}
+def _date_line(second: int) -> bytes:
+    # shared by every HeadCache: formatted once per second per process
+    if _DATE_MEMO[0] != second:
+        _DATE_MEMO[1] = b"date: " + formatdate(second, usegmt=True).encode("ascii") + b"\r\n"
+        _DATE_MEMO[0] = second
+    return _DATE_MEMO[1]
 
 
 # ---------------------------------------------------------------- headers
@@ -113,8 +128,9 @@ class _Encoded:
         self.has_server = False
         self.has_date = False
         for name, value in items:  # type: ignore[union-attr]
-            name = str(name)
-            value = str(value)
+            # str pairs (native, WSGI) or latin-1 bytes pairs (ASGI)
+            name = name.decode("latin-1") if type(name) is bytes else str(name)
+            value = value.decode("latin-1") if type(value) is bytes else str(value)
             lname = name.lower()
             if not name or any(c in name for c in _BAD_HEADER_CHARS + (":", " ", "\t")):
                 raise ValueError(f"invalid header name {name!r}")
@@ -173,11 +189,12 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
 
 
-def _build_head(status: int, enc: _Encoded, default_type: bytes, length: int,
-                conn_line: bytes, chunked: bool) -> bytes:
-    parts = [_status_line(status),
-             b"" if enc.has_server else CLOCK.server_line,
-             b"" if enc.has_date else CLOCK.date_line,
+def _build_head(cache: HeadCache, status: int, enc: _Encoded, default_type: bytes, length: int,
+                conn_line: bytes, chunked: bool, line: Optional[bytes] = None) -> bytes:
+    """The head for ``status`` (its status line ``line``, or the standard one)."""
+    parts = [line or _status_line(status),
+             b"" if enc.has_server else cache.server_line,
+             b"" if enc.has_date else cache.date_line,
              enc.block]
     if not enc.has_type and status not in _NO_BODY:
         parts.append(default_type)
@@ -190,10 +207,66 @@ def _build_head(status: int, enc: _Encoded, default_type: bytes, length: int,
     return b"".join(parts)
 
 
+def build_head(cache: HeadCache, status: int, enc: "_Encoded", default_type: bytes, length: int,
+               http11: bool, keep_alive: bool, chunked: bool, line: Optional[bytes] = None) -> bytes:
+    """A response head, not memoised (streams; complete bodies use complete_head)."""
+    return _build_head(cache, status, enc, default_type, length, _CONN_LINE[http11, keep_alive],
+                       chunked, line)
+
+
+def parse_status(status: str) -> tuple[int, bytes]:
+    """A WSGI/CGI status string ("200 OK") -> (code, status line)."""
+    if (type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " "
+            or any(c in status for c in _BAD_HEADER_CHARS)):
+        raise ValueError(f"invalid status {status!r}: expected 'NNN Reason'")
+    code = int(status[:3])
+    if code < 200:
+        raise ValueError(f"invalid status {status!r}: informational responses are the server's")
+    return code, b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
+
+
+def complete_head(cache: HeadCache, status: int, line: Optional[bytes], headers: Any, length: int,
+                  http11: bool, keep_alive: bool, head_only: bool = False,
+                  default_type: bytes = b"") -> tuple[bytes, bool]:
+    """The head of a response whose whole body (``length`` bytes) is known,
+    and whether the connection stays open; memoised for the second.  Raises
+    ValueError for headers that cannot be sent or a contradicting length.
+    An answer to HEAD keeps the Content-Length its application declared
+    (that of the body a GET would get), whatever body came with it."""
+    try:
+        key: Any = (line or status, tuple(headers) if headers is not None else None, length,
+                    http11, keep_alive, head_only, default_type)
+        hit = cache.heads.get(key)
+    except TypeError:   # unhashable headers: build every time
+        key = None
+        hit = None
+    if hit is None:
+        enc = encode_headers(headers)
+        if enc.length >= 0 and enc.length != length:
+            if not head_only:
+                raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
+            length = enc.length
+        keep = keep_alive and not enc.close
+        hit = (_build_head(cache, status, enc, default_type, length, _CONN_LINE[http11, keep], False,
+                           line), keep)
+        if key is not None:
+            if len(cache.heads) >= 1024:
+                cache.heads.clear()
+            cache.heads[key] = hit
+    return hit
+
+
+def encode_headers(headers: HeadersArg) -> "_Encoded":
+    """A header set (mapping or (name, value) pairs of str), validated and
+    encoded once; raises ValueError for names or values that cannot be sent."""
+    return _encode_headers(headers)[1]
+
+
 _KIND_TYPES = (_CT_BYTES, _CT_TEXT, _CT_JSON)
 
 
-def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list) -> Any:
+def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: list,
+           cache: HeadCache) -> Any:
     """Serialise a handler's result onto ``out``; return keep-alive, or a
     (falsy) Stream when an iterable body continues past its first window.
 
@@ -221,7 +294,8 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
             body = b""
             kind = 0
         elif hasattr(body, "__iter__"):
-            return _render_iterable(body, status, headers, head_only, http11, keep_alive, out)
+            return render_iterable(body, status, None, encode_headers(headers), head_only, http11,
+                                   keep_alive, out, cache)
         else:
             raise TypeError(f"cannot send a {btype.__name__} as a response body")
     else:
@@ -253,14 +327,14 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
     else:
         hkey = tuple(headers)  # type: ignore[arg-type]
     key = (status, hkey, length, kind, http11, keep_alive)
-    heads = CLOCK.heads
+    heads = cache.heads
     try:
         hit = heads.get(key)
     except TypeError:  # unhashable header values: build every time
-        hit = _make_head(status, headers, length, kind, http11, keep_alive)
+        hit = _make_head(cache, status, headers, length, kind, http11, keep_alive)
     else:
         if hit is None:
-            hit = _make_head(status, headers, length, kind, http11, keep_alive)
+            hit = _make_head(cache, status, headers, length, kind, http11, keep_alive)
             if len(heads) >= 1024:
                 heads.clear()
             heads[key] = hit
@@ -271,14 +345,14 @@ def render(result: Any, head_only: bool, http11: bool, keep_alive: bool, out: li
     return keep
 
 
-def _make_head(status: int, headers: HeadersArg, length: int, kind: int, http11: bool,
-               keep_alive: bool) -> tuple[bytes, bool, bool]:
+def _make_head(cache: HeadCache, status: int, headers: HeadersArg, length: int, kind: int,
+               http11: bool, keep_alive: bool) -> tuple[bytes, bool, bool]:
     enc = _Encoded(headers) if headers is not None else _NO_HEADERS
     if enc.close:
         keep_alive = False
     if enc.length >= 0 and enc.length != length:
         raise ValueError(f"content-length {enc.length} does not match the body ({length} bytes)")
-    head = _build_head(status, enc, _KIND_TYPES[kind], length, _CONN_LINE[http11, keep_alive], False)
+    head = _build_head(cache, status, enc, _KIND_TYPES[kind], length, _CONN_LINE[http11, keep_alive], False)
     return head, keep_alive, status not in _NO_BODY
 
 
@@ -305,7 +379,7 @@ class Stream:
     """
 
     __slots__ = ("body", "it", "chunked", "left", "keep_alive", "done", "busy", "cancelled",
-                 "closed")
+                 "closed", "bytes_only")
 
     def __init__(self, body: Any, chunked: bool, length: int, keep_alive: bool) -> None:
         self.body = body
@@ -317,6 +391,7 @@ class Stream:
         self.busy = False           # a pool thread is inside pull() (server-owned)
         self.cancelled = False      # close() was asked for while busy
         self.closed = False
+        self.bytes_only = False     # refuse str and other chunks (WSGI), instead of converting
 
     def __bool__(self) -> bool:
         return False
@@ -327,35 +402,47 @@ class Stream:
         iterator raises, or BodyLengthError."""
         pieces: list[bytes] = []
         size = 0
-        chunked = self.chunked
         for chunk in self.it:
-            if type(chunk) is str:
-                chunk = chunk.encode("utf-8")
-            elif type(chunk) is not bytes:
-                chunk = bytes(chunk)
-            n = len(chunk)
-            if not n:
-                continue  # an empty chunk would read as the end of a chunked body
-            if self.left >= 0:
-                if n > self.left:
-                    raise BodyLengthError("response body longer than its content-length")
-                self.left -= n
-            if chunked:
-                pieces.append(b"%x\r\n" % n)
-                pieces.append(chunk)
-                pieces.append(b"\r\n")
-            else:
-                pieces.append(chunk)
-            size += n
+            size += self._frame(chunk, pieces)
             if size >= STREAM_WINDOW:
                 return pieces
-        if self.left > 0:
-            raise BodyLengthError(f"response body {self.left} bytes shorter than its content-length")
-        if chunked:
-            pieces.append(b"0\r\n\r\n")
-        self.done = True
+        pieces.extend(self.finish())
         self._close_now()  # (the pulling thread itself: not close(), which defers when busy)
         return pieces
+
+    def frame(self, chunks: Iterable[Any]) -> list[bytes]:
+        """``chunks`` framed as the next part of this body."""
+        pieces: list[bytes] = []
+        for chunk in chunks:
+            self._frame(chunk, pieces)
+        return pieces
+
+    def finish(self) -> list[bytes]:
+        """The end of the body: the last chunk of a chunked one; ``done`` set."""
+        if self.left > 0:
+            raise BodyLengthError(f"response body {self.left} bytes shorter than its content-length")
+        self.done = True
+        return [b"0\r\n\r\n"] if self.chunked else []
+
+    def _frame(self, chunk: Any, pieces: list) -> int:
+        if type(chunk) is not bytes:
+            if self.bytes_only and not isinstance(chunk, (bytearray, memoryview)):
+                raise TypeError(f"response body chunks must be bytes, not {type(chunk).__name__}")
+            chunk = chunk.encode("utf-8") if type(chunk) is str else bytes(chunk)
+        n = len(chunk)
+        if not n:
+            return 0  # an empty chunk would read as the end of a chunked body
+        if self.left >= 0:
+            if n > self.left:
+                raise BodyLengthError("response body longer than its content-length")
+            self.left -= n
+        if self.chunked:
+            pieces.append(b"%x\r\n" % n)
+            pieces.append(chunk)
+            pieces.append(b"\r\n")
+        else:
+            pieces.append(chunk)
+        return n
 
     def close(self) -> None:
         """Call the iterable's close() once (as WSGI servers do), now or,
@@ -377,9 +464,13 @@ class Stream:
                 logging.getLogger("netcore.error").exception("closing a response body failed")
 
 
-def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: bool,
-                     http11: bool, keep_alive: bool, out: list) -> Any:
-    _hkey, enc = _encode_headers(headers)
+def render_iterable(body: Any, status: int, line: Optional[bytes], enc: _Encoded, head_only: bool,
+                    http11: bool, keep_alive: bool, out: list, cache: HeadCache,
+                    bytes_only: bool = False) -> Any:
+    """Serialise an iterable body's head and first window onto ``out``; like
+    render(), return keep-alive or a Stream for the windows that follow.
+    ``line`` is the status line (None: the standard one for ``status``);
+    ``bytes_only`` refuses chunks that are not bytes (WSGI)."""
     if enc.close:
         keep_alive = False
     length = enc.length
@@ -387,6 +478,7 @@ def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: boo
     if length < 0 and not http11:
         keep_alive = False  # HTTP/1.0 without a length: the close delimits the body
     stream = Stream(body, chunked, length, keep_alive)
+    stream.bytes_only = bytes_only
     if head_only or status in _NO_BODY:
         # no body is sent, so none is produced (not iterated); close() still runs
         pieces: list[bytes] = []
@@ -401,15 +493,9 @@ def _render_iterable(body: Any, status: int, headers: HeadersArg, head_only: boo
         except BaseException:
             stream.close()
             raise
-    out.append(_build_head(status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive], chunked))
+    out.append(_build_head(cache, status, enc, _CT_BYTES, length, _CONN_LINE[http11, keep_alive],
+                           chunked, line))
     out.extend(pieces)
     if stream.closed:
         return keep_alive   # no body, or all of it in one window: an ordinary response
     return stream
-
-
-def error_bytes(status: int, message: str) -> bytes:
-    """A complete plain-text error response that closes the connection."""
-    body = (message + "\n").encode("utf-8", "replace")
-    return b"".join((_status_line(status), CLOCK.server_line, CLOCK.date_line, _CT_TEXT,
-                     b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body))

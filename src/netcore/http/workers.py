@@ -22,12 +22,14 @@ import sys
 import time
 from typing import Any, Optional
 
+from ..frontends import resolve_interface
+from ..frontends.lifespan import StartupFailed
 from .limits import Config
 from .server import App, run_server
 
 log = logging.getLogger("netcore.error")
 
-EXIT_LISTEN_FAILED = 3     # a worker could not bind: do not restart it
+EXIT_LISTEN_FAILED = 3     # a worker could not bind or start its app: do not restart it
 RESTART_BACKOFF = 1.0      # seconds between restarts of a worker that died young
 
 
@@ -54,6 +56,8 @@ def serve(app: App, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
     """Serve ``app`` until SIGINT/SIGTERM.  Raises OSError if it cannot bind."""
     config = Config(host=host, port=port, workers=workers, **options)
     configure_logging(config.log_level)
+    # decided once, before any worker starts: a wrong shape fails here, clearly
+    config = config.replace(interface=resolve_interface(app, config.interface))
     if config.workers == 1:
         run_server(app, config)
         return
@@ -116,26 +120,37 @@ class Supervisor:
 
     def _spawn(self) -> None:
         parent = os.getpid()
+        # A stop signal must not reach the child while it still runs the
+        # supervisor's handler, or before it has its own: blocked across the
+        # fork, then remembered by the child until its server can act on it.
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 os.setpgid(0, 0)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                early: list = []
+                for sig in stop_signals:
+                    signal.signal(sig, lambda signum, frame: early.append(signum))
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 if self.placeholder is not None:
                     self.placeholder.close()
                 run_server(self.app, self.config, reuse_port=self.per_worker_listeners,
-                           parent_pid=parent, sock=self.shared)
+                           parent_pid=parent, sock=self.shared, stop_requested=early)
             except OSError as exc:
                 log.error("worker %d cannot listen: %s", os.getpid(), exc)
                 code = EXIT_LISTEN_FAILED
+            except StartupFailed as exc:
+                log.error("worker %d: application startup failed: %s", os.getpid(), exc)
+                code = EXIT_LISTEN_FAILED   # restarting would fail the same way
             except BaseException:
                 log.exception("worker %d crashed", os.getpid())
                 code = 1
             finally:
                 logging.shutdown()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         self.children[pid] = time.monotonic()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -189,7 +204,7 @@ class Supervisor:
                     exit_code = 1
                 continue
             if code == EXIT_LISTEN_FAILED:
-                log.error("worker %d could not listen; stopping", pid)
+                log.error("worker %d could not listen or start the application; stopping", pid)
                 self.failed = True
                 self._on_signal(signal.SIGTERM, None)
                 exit_code = 1

@@ -1,0 +1,533 @@
+"""The queue loop: iocore completions in, HTTP connections driven.
+
+One thread owns the queue (the I/O thread).  Each q.wait() returns a batch
+of completions, dispatched to the two points of the seed design and a few
+housekeeping ones:
+
+- RECV     -> handle_rx: the bytes go to the dispatcher's fast path, or
+              through the connection's Protocol, whose events go to the
+              dispatcher; then the output is sent and the recv re-armed.
+- SEND     -> handle_tx: output done: finish, close, resume reading, or
+              tell the dispatcher the connection has drained.
+- SHUTDOWN -> our half-close is done (lingering goes on reading).
+- ACCEPT   -> a new Connection, its first recv armed.
+- POST     -> ``tag(value)``: a call handed over by another thread.
+- TIMER    -> the tick: Date refresh and the timeout sweep.
+
+Output written outside handle_rx (from a posted result, a drain callback,
+an asyncio task) marks its connection dirty; dirty connections are flushed
+once per batch, so a pipeline's answers still leave in one gathered send.
+
+The transport knows nothing of how applications run: a dispatcher
+(netcore.frontends) turns protocol events into application calls and
+writes responses back through Connection.write().
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from time import monotonic
+from typing import Any, Callable, Optional
+
+from .. import iocore
+from .limits import Config
+from .protocol import HEAD, IDLE, Protocol
+from .response import HeadCache
+
+error_log = logging.getLogger("netcore.error")
+
+RECV, SEND, ACCEPT, POST, TIMER = iocore.RECV, iocore.SEND, iocore.ACCEPT, iocore.POST, iocore.TIMER
+CANCELLED = iocore.CANCELLED
+
+ACCEPTS_AHEAD = 8          # accept operations kept pending per listener
+MAX_PENDING_SENDS = 8      # stop reading a connection with this many sends unfinished
+MAX_INFLIGHT = 64          # stop reading a connection with this many requests unanswered
+LINGER_SECONDS = 2.0       # after a half-close, how long to drain the peer's input
+TICK_SECONDS = 0.1       # timeouts fire at most this late
+_INF = float("inf")
+
+
+class _Tag:
+    """A named completion tag for the transport's own operations."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+_TICK = _Tag("tick")
+
+
+class Connection:
+    """One client connection: its Protocol plus the I/O state around it."""
+
+    __slots__ = ("transport", "handle", "proto", "rx_armed", "app_paused", "sending", "closed",
+                 "deadline", "lingering", "dirty", "want_drain", "_client", "state")
+
+    def __init__(self, transport: "Transport", handle: Any) -> None:
+        self.transport = transport
+        self.handle = handle
+        self.proto = Protocol(transport.config, transport.heads, transport.timing, self)
+        self.rx_armed = False
+        self.app_paused = False      # the dispatcher asked us to stop reading
+        self.sending = 0             # q.send operations not yet completed
+        self.closed = False
+        self.deadline = 0.0
+        self.lingering = False       # half-closed by us, draining the peer's input
+        self.dirty = False           # output waits for the batch-end flush
+        self.want_drain = False      # call dispatcher.on_drain once everything is sent
+        self._client: Optional[tuple[str, int]] = None
+        self.state: Any = None       # the dispatcher's per-connection state
+
+    @property
+    def client(self) -> Optional[tuple[str, int]]:
+        """(host, port) of the peer, or None once it is no longer known."""
+        c = self._client
+        if c is None and not self.closed:
+            try:
+                c = self._client = self.handle.peername
+            except (OSError, ValueError):
+                return None
+        return c
+
+    # --------------------------------------------- the dispatcher's side (I/O thread)
+    def write(self, seq: int, parts: list, end: bool = True, keep_alive: bool = True) -> None:
+        """Queue bytes of the response to request ``seq`` (see Protocol.write)."""
+        if self.closed:
+            return
+        self.proto.write(seq, parts, end, keep_alive)
+        if not self.dirty:
+            self.dirty = True
+            self.transport.dirty.append(self)
+
+    def fail(self, seq: int, status: int, reason: str) -> None:
+        """Answer ``seq`` with an error status and close after it."""
+        if self.closed:
+            return
+        self.proto.fail_response(seq, status, reason)
+        if not self.dirty:
+            self.dirty = True
+            self.transport.dirty.append(self)
+
+    def pause_reading(self) -> None:
+        self.app_paused = True
+
+    def resume_reading(self) -> None:
+        if self.app_paused:
+            self.app_paused = False
+            if not self.closed:
+                self.transport.arm_rx(self)
+
+    def notify_drain(self) -> None:
+        """Call dispatcher.on_drain(conn) once all output so far is sent."""
+        if self.sending or self.proto.out or self.dirty:
+            self.want_drain = True
+        else:
+            self.transport.dispatcher.on_drain(self)
+
+    @property
+    def buffered(self) -> bool:
+        """Output is still on its way to the socket."""
+        return bool(self.sending or self.proto.out or self.dirty)
+
+    def cut(self, seq: int) -> None:
+        """Answer ``seq`` ends here, incomplete: send what was written, then
+        close (the client sees the answer cut short)."""
+        self.write(seq, [], True, False)
+
+    def abort(self) -> None:
+        """Close now, discarding unsent output."""
+        self.transport.close(self)
+
+
+class Transport:
+    """The I/O loop of one server process: one queue, one I/O thread."""
+
+    def __init__(self, config: Config, dispatcher: Any) -> None:
+        self.config = config
+        self.dispatcher = dispatcher
+        self.q = iocore.Queue(config.backend)
+        self.heads = HeadCache(config.server_header)
+        self.timing = config.access_log
+        self.listeners: list[Any] = []
+        self._accept_tags: dict[Any, Any] = {}
+        self.accepts_pending = 0
+        self.conns: set[Connection] = set()
+        self.dirty: list[Connection] = []
+        self.stopping = False
+        self.stop_deadline = _INF
+        self.now = time.monotonic()  # read once per batch: deadlines cost a float add
+        self.next_expiry = _INF      # no deadline is earlier than this
+        self.parent_pid = 0          # set by a supervisor: stop if the parent dies
+        self._signals = 0
+        self._started = False
+        self._ka_timeout = config.timeout_keep_alive
+        self._q_send = self.q.send
+        self._q_recv = self.q.recv
+
+    # ------------------------------------------------------------ setup
+    def listen(self, host: Optional[str] = None, port: Optional[int] = None,
+               reuse_port: bool = False, sock: Optional[socket.socket] = None) -> tuple[str, int]:
+        """Bind and listen, or serve ``sock`` (a listening socket shared by
+        worker processes); return the bound (host, port)."""
+        cfg = self.config
+        if sock is not None:
+            lst = self.q.adopt_listener(sock)
+        else:
+            lst = self.q.listen(cfg.host if host is None else host, cfg.port if port is None else port,
+                                backlog=cfg.backlog, reuse_port=reuse_port)
+        self.listeners.append(lst)
+        self._accept_tags[lst] = _Tag("accept")
+        return lst.sockname
+
+    @property
+    def sockname(self) -> tuple[str, int]:
+        return self.listeners[0].sockname
+
+    def post(self, fn: Callable[[Any], Any], value: Any = None) -> None:
+        """Run ``fn(value)`` on the I/O thread (thread-safe); dropped once the
+        queue is closed."""
+        try:
+            self.q.post(fn, value)
+        except ValueError:
+            pass  # the queue is closed: the server has stopped
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (thread- and signal-safe)."""
+        self.post(self._on_stop)
+
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                os._exit(1)  # second signal: leave at once
+            self.stop()
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+
+    # ------------------------------------------------------------ the loop
+    def start(self) -> None:
+        """Arm the accepts and the tick; the dispatcher starts first."""
+        if not self.listeners:
+            self.listen()
+        self._started = True
+        self.dispatcher.start(self)
+        self._arm_accepts()
+        self.q.call_later(TICK_SECONDS, _TICK)
+
+    @property
+    def finished(self) -> bool:
+        return self.stopping and not self.conns
+
+    def run(self) -> None:
+        """Serve until stop() (or a signal) and the graceful drain."""
+        try:
+            self.start()
+            self.dispatcher.run(self)
+        finally:
+            self.close_all()
+
+    def run_once(self, timeout: Optional[float]) -> None:
+        """Wait up to ``timeout`` for one batch of completions and handle it."""
+        if self.dirty:
+            self.flush_dirty()
+        handle_rx = self.handle_rx
+        handle_tx = self.handle_tx
+        events = self.q.wait(timeout)
+        self.now = monotonic()
+        for op, tag, status, value in events:
+            try:
+                if op == RECV:
+                    handle_rx(tag, status, value)
+                elif op == SEND:
+                    handle_tx(tag, status, value)
+                elif op == POST:
+                    tag(value)
+                elif op == ACCEPT:
+                    self.on_accept(tag, status, value)
+                elif op == TIMER:
+                    self.on_tick()
+                elif status and type(tag) is Connection:  # SHUTDOWN failed: give up
+                    self.close(tag)
+            except Exception:
+                error_log.exception("internal error handling a completion")
+                if type(tag) is Connection:
+                    self.close(tag)
+        if self.dirty:
+            self.flush_dirty()
+
+    def close_all(self) -> None:
+        try:
+            self.dispatcher.stop()
+        finally:
+            self.q.close_queue()
+
+    # ------------------------------------------------------------ accept
+    def _arm_accepts(self) -> None:
+        if self.stopping or not self._started:
+            return
+        limit = self.config.limit_concurrency
+        for lst in self.listeners:
+            tag = self._accept_tags[lst]
+            while self.accepts_pending < ACCEPTS_AHEAD * len(self.listeners):
+                if limit and len(self.conns) + self.accepts_pending >= limit:
+                    return
+                self.q.accept(lst, tag)
+                self.accepts_pending += 1
+
+    def on_accept(self, tag: Any, status: int, handle: Any) -> None:
+        self.accepts_pending -= 1
+        if status == 0:
+            if self.stopping:
+                self.q.close(handle)
+                return
+            conn = Connection(self, handle)
+            self.set_deadline(conn, self._ka_timeout)
+            self.conns.add(conn)
+            self._q_recv(handle, conn)
+            conn.rx_armed = True
+        elif status != CANCELLED:
+            error_log.warning("accept failed: %s", iocore.status_name(status))
+        self._arm_accepts()
+
+    # ------------------------------------------------------------ receive
+    def handle_rx(self, conn: Connection, status: int, data: Optional[bytes]) -> None:
+        """A receive completed: feed it to the dispatcher (fast path) or the
+        protocol, send what that produced, and read on."""
+        conn.rx_armed = False
+        if conn.closed:
+            return
+        if status or not data:
+            self._rx_ended(conn, status)
+            return
+        if conn.lingering:  # draining after our half-close: discard
+            self.arm_rx(conn)
+            return
+        proto = conn.proto
+        fast = self.dispatcher.fast_rx
+        phase = proto.phase
+        if fast is None or not fast(conn, data):
+            events = proto.receive(data)
+            if events:
+                self.dispatcher.on_events(conn, events)
+        if proto.phase == IDLE:
+            # keep-alive: the idle clock restarts with every request
+            deadline = conn.deadline = self.now + self._ka_timeout
+            if deadline < self.next_expiry:
+                self.next_expiry = deadline
+        elif proto.phase != phase:
+            self._phase_began(conn)
+        if conn.closed:
+            return
+        if proto.out:
+            self.flush(conn)
+        if proto.reading:
+            if (conn.sending < MAX_PENDING_SENDS and proto.seq_in - proto.seq_out < MAX_INFLIGHT
+                    and not conn.app_paused and not conn.closed):
+                self._q_recv(conn.handle, conn)
+                conn.rx_armed = True
+        elif proto.close_after and not conn.sending and not proto.out:
+            self._maybe_finish(conn)
+
+    def _rx_ended(self, conn: Connection, status: int) -> None:
+        """EOF, or a receive error."""
+        proto = conn.proto
+        if status == 0 and not conn.lingering and (proto.pending or conn.buffered):
+            # The peer half-closed after sending its requests: answer, then close.
+            events = proto.receive_eof()
+            if events:
+                self.dispatcher.on_events(conn, events)
+            proto.peer_done()
+            self.dispatcher.on_eof(conn)
+            if not conn.closed:
+                self._maybe_finish(conn)
+            return
+        self.close(conn)
+
+    def _phase_began(self, conn: Connection) -> None:
+        # Deadlines are set when a phase begins, not on every read: a client
+        # trickling bytes does not push its deadline back.
+        phase = conn.proto.phase
+        cfg = self.config
+        self.set_deadline(conn, self._ka_timeout if phase == IDLE else
+                          cfg.timeout_header_read if phase == HEAD else cfg.timeout_body_read)
+
+    def set_deadline(self, conn: Connection, seconds: float) -> None:
+        deadline = conn.deadline = self.now + seconds
+        if deadline < self.next_expiry:
+            self.next_expiry = deadline
+
+    def arm_rx(self, conn: Connection) -> None:
+        """Re-arm the receive if reading is wanted and nothing holds it back."""
+        if conn.rx_armed or conn.closed:
+            return
+        proto = conn.proto
+        if not conn.lingering:
+            if (not proto.reading or conn.app_paused or conn.sending >= MAX_PENDING_SENDS
+                    or proto.seq_in - proto.seq_out >= MAX_INFLIGHT):
+                return
+        self._q_recv(conn.handle, conn)
+        conn.rx_armed = True
+
+    # ------------------------------------------------------------ send
+    def flush(self, conn: Connection) -> None:
+        out = conn.proto.take_output()
+        if len(out) == 1:
+            data = out[0]
+        elif len(out) > 4 or len(out[-1]) < 65536:
+            data = b"".join(out)
+        else:
+            data = out
+        conn.sending += 1
+        self._q_send(conn.handle, conn, data)
+
+    def flush_dirty(self) -> None:
+        dirty = self.dirty
+        self.dirty = []
+        for conn in dirty:
+            conn.dirty = False
+            if conn.closed:
+                continue
+            if conn.proto.out:
+                self.flush(conn)
+            self._after_output(conn)
+
+    def handle_tx(self, conn: Connection, status: int, nbytes: Any) -> None:
+        """A send completed.  The common case, a send done while the
+        connection just keeps reading, needs no further work."""
+        conn.sending -= 1
+        if status:
+            if not conn.closed:
+                self.close(conn)
+        elif not conn.sending and (conn.proto.close_after or conn.app_paused or conn.want_drain
+                                   or self.stopping or not conn.rx_armed) and not conn.closed:
+            self._after_output(conn)
+
+    def _after_output(self, conn: Connection) -> None:
+        """Output may have been sent or released: act on what that allows."""
+        if conn.closed or conn.sending or conn.proto.out:
+            return
+        proto = conn.proto
+        if conn.want_drain and not conn.dirty:
+            conn.want_drain = False
+            self.dispatcher.on_drain(conn)
+            if conn.closed or conn.sending or proto.out or conn.dirty:
+                return
+        if proto.close_after:
+            self._maybe_finish(conn)
+            return
+        if proto.pending == 0 and proto.phase == IDLE:
+            if self.stopping and proto.idle:
+                self.close(conn)
+                return
+            self.set_deadline(conn, self._ka_timeout)
+        self.arm_rx(conn)
+
+    # ------------------------------------------------------------ closing
+    def _maybe_finish(self, conn: Connection) -> None:
+        """Close (or linger) once the last response is out."""
+        proto = conn.proto
+        if conn.sending or proto.out or conn.dirty or conn.closed or conn.lingering:
+            return
+        if not proto.last_queued and proto.pending:
+            return  # the peer half-closed: answers are still being made
+        if not proto.linger:
+            self.close(conn)
+            return
+        # Unread input may follow: closing now could turn into a reset that
+        # destroys the response in flight.  Half-close, drain, then close.
+        conn.lingering = True
+        self.set_deadline(conn, LINGER_SECONDS)
+        try:
+            self.q.shutdown(conn.handle, conn)
+        except (OSError, ValueError):
+            self.close(conn)
+            return
+        self.arm_rx(conn)
+
+    def close(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        try:
+            self.q.close(conn.handle)
+        except ValueError:
+            pass
+        self.conns.discard(conn)
+        try:
+            self.dispatcher.on_close(conn)
+        finally:
+            self._arm_accepts()
+
+    # ------------------------------------------------------------ time
+    def on_tick(self) -> None:
+        """Every TICK_SECONDS: refresh the Date, expire what is due.
+
+        Deadlines are plain floats on the connections (no timer per request);
+        ``next_expiry`` is a lower bound of them, so most ticks skip the sweep.
+        """
+        now = self.now = monotonic()
+        if int(time.time()) != self.heads.second:
+            self.heads.refresh()
+        if self.parent_pid and os.getppid() != self.parent_pid:
+            self.begin_shutdown()
+        if self.stopping and now >= self.stop_deadline:
+            for conn in list(self.conns):
+                self.close(conn)
+        elif now >= self.next_expiry:
+            earliest = _INF
+            for conn in list(self.conns):
+                if conn.deadline <= now:
+                    self._expire(conn)
+                if not conn.closed and conn.deadline < earliest:
+                    earliest = conn.deadline
+            self.next_expiry = earliest
+        if not self.q.closed:
+            self.q.call_later(TICK_SECONDS, _TICK)
+
+    def _expire(self, conn: Connection) -> None:
+        proto = conn.proto
+        if conn.lingering:
+            self.close(conn)
+        elif proto.phase == IDLE:
+            # an idle keep-alive connection; one whose application is still
+            # answering (or whose answer is still being sent) is left alone,
+            # and its idle clock restarts once the answer is out
+            if not proto.pending and not conn.buffered:
+                self.close(conn)
+            else:
+                conn.deadline = _INF
+        elif proto.reading:
+            events = proto.timed_out()
+            conn.deadline = _INF
+            if events:
+                self.dispatcher.on_events(conn, events)
+            if proto.out:
+                self.flush(conn)
+            self._after_output(conn)
+
+    # ------------------------------------------------------------ shutdown
+    def _on_stop(self, _value: Any = None) -> None:
+        self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.config.timeout_graceful_shutdown
+        for lst in self.listeners:
+            try:
+                self.q.close(lst)
+            except ValueError:
+                pass
+        self.dispatcher.on_stopping()
+        for conn in list(self.conns):
+            if conn.proto.idle and not conn.buffered:
+                self.close(conn)

@@ -1,0 +1,61 @@
+"""A long WSGI stream to a slow client costs at most its own pool thread,
+and only while a window is being produced: the pool keeps serving others."""
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+
+from conftest import read_response
+
+
+def test_slow_stream_does_not_starve_the_pool(serve_app):
+    produced = [0]
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/stream":
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+            def gen():
+                for _ in range(2000):           # ~128 MiB if anyone read it all
+                    produced[0] += 1
+                    yield b"s" * 65536
+            return gen()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"quick"]
+
+    srv = serve_app(app, interface="wsgi", threads=1)   # one thread: a stream must not keep it
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    slow.settimeout(10)
+    slow.connect((srv.host, srv.port))
+    slow.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert slow.recv(65536).startswith(b"HTTP/1.1 200")    # streaming, and the client stalls
+    start = time.monotonic()
+    for _ in range(20):
+        c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
+        c.request("GET", "/quick")
+        assert c.getresponse().read() == b"quick"
+        c.close()
+    assert time.monotonic() - start < 5
+    assert produced[0] < 200, f"{produced[0]} windows produced for a client that reads nothing"
+    slow.close()
+
+
+def test_pipelined_requests_on_the_pool_keep_their_order(serve_app):
+    def app(environ, start_response):
+        delay = float(environ["QUERY_STRING"] or 0)
+        time.sleep(delay)
+        start_response("200 OK", [])
+        return [environ["QUERY_STRING"].encode()]
+
+    srv = serve_app(app, interface="wsgi", threads=4)
+    s = srv.connect()
+    s.sendall(b"".join(b"GET /?%s HTTP/1.1\r\nHost: x\r\n\r\n" % d for d in (b"0.2", b"0", b"0.1")))
+    rest = bytearray()
+    bodies = []
+    for _ in range(3):
+        _, body, left = read_response(s, rest)
+        rest = bytearray(left)
+        bodies.append(body)
+    assert bodies == [b"0.2", b"0", b"0.1"]
