@@ -1,6 +1,6 @@
 """Echo servers for the core-level benchmark, selectable by name.
 
-    python servers.py netcore|asyncio|uvloop [--host H] [--port P]
+    python echo_server.py netcore|asyncio|uvloop [--backend B] [--host H] [--port P]
 
 Prints "READY <port>" on stdout once listening, then serves until killed
 (SIGTERM/SIGINT).  All three do the same work per message: take the bytes
@@ -15,7 +15,7 @@ SERVERS = ("netcore", "asyncio", "uvloop")
 
 
 def raise_nofile():
-    # The memory benchmark holds ~10k sockets open in the server.
+    # The 1,000-connection echo scenario needs the hard limit of descriptors.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -25,10 +25,10 @@ def ready(port):
     print(f"READY {port}", flush=True)
 
 
-def serve_netcore(host, port):
+def serve_netcore(host, port, backend):
     from netcore import iocore
 
-    q = iocore.Queue()
+    q = iocore.Queue(backend)
     lst = q.listen(host, port, backlog=4096)
     # The connection Handle is its own tag: no per-connection Python state.
     q.accept(lst, None)
@@ -94,6 +94,7 @@ def main(argv=None):
     ap.add_argument("server", choices=SERVERS)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--backend", default="auto", help="netcore's completion backend")
     args = ap.parse_args(argv)
     raise_nofile()
     # Exit quietly on SIGTERM (the runner's stop signal); the asyncio
@@ -101,7 +102,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
         if args.server == "netcore":
-            serve_netcore(args.host, args.port)
+            serve_netcore(args.host, args.port, args.backend)
         else:
             serve_asyncio(args.host, args.port, args.server == "uvloop")
     except KeyboardInterrupt:
