@@ -212,3 +212,49 @@ def wait_for_port_in_log(proc: subprocess.Popen, timeout: float = 10.0) -> int:
         proc.kill()
         raise AssertionError("server did not start: " + lines.text())
     return int(found[0].group(1))
+
+
+def stop_process(proc: subprocess.Popen, sig: int = None, timeout: float = 15.0) -> int:
+    """Signal a server process (SIGTERM by default) and wait for its exit
+    code; kill it and fail if it does not exit in time."""
+    import signal as _signal
+    if proc.poll() is None:
+        proc.send_signal(_signal.SIGTERM if sig is None else sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("server did not exit")
+
+
+class BodyPump:
+    """Sends a ``size``-byte request body on a thread, as fast as the server
+    takes it, so a test can see whether the server stops reading."""
+
+    def __init__(self, s: socket.socket, size: int, byte: bytes = b"x") -> None:
+        self.sent = 0
+        self.size = size
+        self._s = s
+        self._chunk = byte * 65536
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        self._s.settimeout(20)
+        while self.sent < self.size:
+            self.sent += self._s.send(self._chunk[:self.size - self.sent])
+
+    def stalled(self, timeout: float = 10.0) -> bool:
+        """Wait until the sender makes no progress for 0.3 s; True if it
+        stalled before the end of the body (the server stopped reading)."""
+        last = -1
+        deadline = time.monotonic() + timeout
+        while self.sent != last:
+            assert time.monotonic() < deadline, "the sender never stalled nor finished"
+            last = self.sent
+            time.sleep(0.3)
+        return self.sent < self.size
+
+    def join(self, timeout: float = 20.0) -> None:
+        self._t.join(timeout)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, stderr_lines, wait_for_port_in_log
+from conftest import stop_process, REPO, run_cli, stderr_lines, wait_for_port_in_log
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
@@ -24,14 +24,7 @@ def get(port, path, timeout=5):
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=10):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("server did not exit")
+    return stop_process(proc, sig, timeout)
 
 
 def wait_for_line(proc, text, timeout=10.0) -> None:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import subprocess
 
 import pytest
 
-from conftest import REPO, run_cli, stderr_lines
+from conftest import REPO, run_cli, stderr_lines, stop_process
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
@@ -30,17 +28,6 @@ def get(port, path="/"):
     return r.status, r.read()
 
 
-def finish(proc, timeout=15):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("server did not exit")
-
-
 @pytest.mark.parametrize("app,interface,workers", [
     ("native", "auto", 1), ("wsgi", "auto", 1), ("asgi", "auto", 1),
     ("wsgi", "wsgi", 2), ("asgi", "asgi", 2),
@@ -53,7 +40,7 @@ def test_serves_each_interface(app, interface, workers):
         for _ in range(3):
             assert get(port) == (200, app.encode())
     finally:
-        assert finish(proc) == 0
+        assert stop_process(proc) == 0
 
 
 def test_ambiguous_app_is_a_clear_error():

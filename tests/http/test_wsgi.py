@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import read_response, recv_until_closed
+from conftest import BodyPump, read_response, recv_until_closed
 
 modes = pytest.mark.parametrize("threads", [4, 0], ids=["pool", "inline"])
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -183,24 +183,10 @@ def test_unread_streaming_body_is_bounded_until_the_app_reads(serve_app):
     size = 32 * 1024 * 1024
     s = srv.connect(timeout=20)
     s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
-    sent = [0]
-
-    def pump():
-        chunk = b"y" * 65536
-        while sent[0] < size:
-            sent[0] += s.send(chunk[:size - sent[0]])
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    last = -1
-    deadline = time.monotonic() + 10
-    while sent[0] != last:
-        assert time.monotonic() < deadline
-        last = sent[0]
-        time.sleep(0.3)
-    assert sent[0] < size, "the server buffered the whole body for an app that did not read"
+    pump = BodyPump(s, size, b"y")
+    assert pump.stalled(), "the server buffered the whole body for an app that did not read"
     go.set()
-    t.join(20)
+    pump.join()
     _, body, _ = read_response(s, timeout=20)
     assert body == b"%d" % size
 
