@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, stderr_lines
+from conftest import REPO, run_cli, stderr_lines, stop_process
 
 pytestmark = pytest.mark.reliability
 
@@ -45,14 +45,7 @@ def start(interface: str, *options: str, nofile: int = 0) -> tuple:
 
 
 def stop(proc) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(15)
-    except Exception:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("server did not exit")
+    return stop_process(proc)
 
 
 def rss_kib(pid: int) -> int:
