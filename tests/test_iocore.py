@@ -396,14 +396,17 @@ def test_tags_live_until_their_completion_and_no_longer(q):
 
 def test_closing_the_queue_releases_pending_tags(q):
     server, client = pair(q)
-    tag = Tag("pending")
-    ref = weakref.ref(tag)
-    q.recv(server, tag)
-    q.post(Tag("posted"))
-    del tag
+    pending, posted = Tag("pending"), Tag("posted")
+    refs = [weakref.ref(pending), weakref.ref(posted)]
+    q.recv(server, pending)
+    q.post(posted)
+    del pending, posted
+    gc.collect()
+    # held by the core only: the recv still pending, the post undelivered
+    assert [r() is not None for r in refs] == [True, True]
     q.close_queue()
     gc.collect()
-    assert ref() is None
+    assert [r() for r in refs] == [None, None]
 
 
 # -------------------------------------------------------- post and timers

@@ -18,7 +18,7 @@
 static unsigned char is_tchar[256];
 /* field-value bytes parser.py accepts: HTAB, SP..~, obs-text (>= 0x80) */
 static unsigned char is_vchar[256];
-/* request-target bytes: visible, no space, no DEL (obs-text allowed) */
+/* request-target bytes: visible ASCII (a URI is ASCII) */
 static unsigned char is_target[256];
 /* parser._HOST: [-._~%!$&'()*+,;=:\[\]0-9A-Za-z] */
 static unsigned char is_host[256];
@@ -36,7 +36,7 @@ void nc_head_init(void)
         int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
         is_tchar[c] = alnum || (c && strchr(tok, c) != NULL);
         is_vchar[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
-        is_target[c] = c > 0x20 && c != 0x7f;
+        is_target[c] = c > 0x20 && c < 0x7f;
         is_host[c] = alnum || (c && strchr("-._~%!$&'()*+,;=:[]", c) != NULL);
     }
 }
@@ -107,6 +107,8 @@ int nc_parse_head(const unsigned char *d, Py_ssize_t len, Py_ssize_t start, Py_s
         p++;
     Py_ssize_t mlen = p - m0;
     if (!mlen || p == e || *p != ' ')
+        return 0;
+    if (mlen == 7 && memcmp(m0, "CONNECT", 7) == 0)  /* a 501: Python's */
         return 0;
     const unsigned char *t0 = ++p;
     if (p == e || *p != '/')  /* origin-form only; '*' and absolute-form: Python */
@@ -184,7 +186,7 @@ int nc_parse_head(const unsigned char *d, Py_ssize_t len, Py_ssize_t start, Py_s
                             return 0;
                         n = n * 10 + (v0[i] - '0');
                     }
-                    if (content_length >= 0 && n != content_length)
+                    if (content_length >= 0)  /* repeated: a 400, Python's */
                         return 0;
                     content_length = n;
                 }

@@ -181,7 +181,7 @@ PyObject *nc_request_path(PyObject *req);
 /* raw path bytes and raw query bytes of the target of req (origin-form) */
 void nc_target_split(const unsigned char *t, Py_ssize_t tlen, Py_ssize_t *plen,
                      Py_ssize_t *q0, Py_ssize_t *qlen);
-/* the decoded path of an origin-form path (Request.path), a new reference */
+/* the decoded path of an origin-form ASCII path (Request.path), a new reference */
 PyObject *nc_decode_path(const unsigned char *p, Py_ssize_t n);
 /* urllib.parse.unquote_to_bytes into dst (n bytes); the decoded length */
 Py_ssize_t nc_percent_decode(unsigned char *dst, const unsigned char *src, Py_ssize_t n);

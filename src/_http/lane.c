@@ -54,13 +54,13 @@ typedef struct {
     PyObject *q_send, *q_recv;
     PyTypeObject *conn_type, *proto_type, *state_type;
     nc_slot c_rx_armed, c_closed, c_lingering, c_proto, c_handle, c_sending, c_app_paused, c_state,
-        c_deadline, c_dirty, c_client, c_want_drain;
+        c_deadline, c_dirty, c_client, c_want_drain, c_tx_at;
     nc_slot p_reading, p_buf, p_body_req, p_seq_in, p_seq_out, p_held, p_close_after, p_phase,
         p_out;
     nc_slot s_body, s_streams;
     nc_render_ctx rc;
     nc_limits lim;
-    double ka_timeout;
+    double ka_timeout, write_probe;
     Py_ssize_t max_sends, max_inflight;
     PyObject *idle;                    /* protocol.IDLE */
     /* the Python pieces the lane calls */
@@ -169,6 +169,28 @@ static int refresh(Lane *L)
 
 /* Python code ran (a handler of the transport's): re-read before use */
 #define STALE(L) ((L)->fresh = 0)
+
+static int set_next_expiry(Lane *L, double when)
+{
+    PyObject *v = PyFloat_FromDouble(when);
+    if (!v || PyObject_SetAttr(L->transport, s_next_expiry, v) < 0) {
+        Py_XDECREF(v);
+        return -1;
+    }
+    Py_DECREF(v);
+    L->next_expiry = when;
+    return 0;
+}
+
+/* conn.tx_at = the batch clock */
+static int stamp_tx(Lane *L, PyObject *conn)
+{
+    PyObject *now = PyFloat_FromDouble(L->now);
+    if (!now)
+        return -1;
+    nc_set_steal(conn, L->c_tx_at, now);
+    return 0;
+}
 
 /* proto.fast_ready, and for the blocking front ends a connection state
  * with no body arriving and no stream in progress */
@@ -583,12 +605,9 @@ static int lane_rx(Lane *L, PyObject *conn, PyObject *status, PyObject *data)
         goto done;
     }
     nc_set_steal(conn, L->c_deadline, dl);
-    if (deadline < L->next_expiry) {
-        if (PyObject_SetAttr(L->transport, s_next_expiry, dl) < 0) {
-            rc = -1;
-            goto done;
-        }
-        L->next_expiry = deadline;
+    if (deadline < L->next_expiry && set_next_expiry(L, deadline) < 0) {
+        rc = -1;
+        goto done;
     }
     rc = 1;
     if (nc_get(conn, L->c_closed) != Py_False)
@@ -602,6 +621,15 @@ static int lane_rx(Lane *L, PyObject *conn, PyObject *status, PyObject *data)
             PyErr_SetString(PyExc_TypeError, "Connection.sending is not an int");
         rc = -1;
         goto done;
+    }
+    if (!sending) {
+        /* output is pending from now on: the write timeout runs (Transport.flush) */
+        if (stamp_tx(L, conn) < 0 || (L->now + L->write_probe < L->next_expiry &&
+                                      set_next_expiry(L, L->now + L->write_probe) < 0)) {
+            Py_DECREF(bytes);
+            rc = -1;
+            goto done;
+        }
     }
     if (set_int(conn, L->c_sending, ++sending) < 0) {
         Py_DECREF(bytes);
@@ -647,9 +675,9 @@ static int lane_tx(Lane *L, PyObject *conn, PyObject *status)
     Py_ssize_t sending = int_of(nc_get(conn, L->c_sending)) - 1;
     if (sending < 0)
         return 0;
+    if (refresh(L) < 0)
+        return -1;
     if (sending == 0 && nc_get(conn, L->c_closed) != Py_True) {
-        if (refresh(L) < 0)
-            return -1;
         PyObject *proto = nc_get(conn, L->c_proto);
         if (!proto || Py_TYPE(proto) != L->proto_type ||
             nc_get(proto, L->p_close_after) != Py_False ||
@@ -658,7 +686,8 @@ static int lane_tx(Lane *L, PyObject *conn, PyObject *status)
             return 0;
     }
     L->n_sent_done++;
-    return set_int(conn, L->c_sending, sending) < 0 ? -1 : 1;
+    /* progress: the write timeout and the idle clock restart */
+    return set_int(conn, L->c_sending, sending) < 0 || stamp_tx(L, conn) < 0 ? -1 : 1;
 }
 
 static PyObject *lane_dispatch(PyObject *self, PyObject *events)
@@ -815,10 +844,11 @@ static int lane_init(PyObject *self, PyObject *args, PyObject *kw)
     L->rc.response_type = resp;
     static const char *const cn[] = {"rx_armed", "closed", "lingering", "proto", "handle", "sending",
                                      "app_paused", "state", "deadline", "dirty", "_client",
-                                     "want_drain"};
+                                     "want_drain", "tx_at"};
     nc_slot *const co[] = {&L->c_rx_armed, &L->c_closed, &L->c_lingering, &L->c_proto,
                            &L->c_handle, &L->c_sending, &L->c_app_paused, &L->c_state,
-                           &L->c_deadline, &L->c_dirty, &L->c_client, &L->c_want_drain};
+                           &L->c_deadline, &L->c_dirty, &L->c_client, &L->c_want_drain,
+                           &L->c_tx_at};
     static const char *const pn[] = {"reading", "buf", "body_req", "seq_in", "seq_out", "held",
                                      "close_after", "phase", "out"};
     nc_slot *const po[] = {&L->p_reading, &L->p_buf, &L->p_body_req, &L->p_seq_in, &L->p_seq_out,
@@ -829,7 +859,7 @@ static int lane_init(PyObject *self, PyObject *args, PyObject *kw)
     nc_slot *const ho[] = {&L->rc.server_line, &L->rc.date_line};
     static const char *const rn[] = {"body", "status", "headers"};
     nc_slot *const ro[] = {&L->rc.r_body, &L->rc.r_status, &L->rc.r_headers};
-    if (slots(L->conn_type, cn, co, 12) < 0 || slots(L->proto_type, pn, po, 9) < 0 ||
+    if (slots(L->conn_type, cn, co, 13) < 0 || slots(L->proto_type, pn, po, 9) < 0 ||
         slots(L->state_type, sn, so, 2) < 0 || slots(Py_TYPE(L->rc.heads), hn, ho, 2) < 0 ||
         slots(resp, rn, ro, 3) < 0)
         return -1;
@@ -846,6 +876,11 @@ static int lane_init(PyObject *self, PyObject *args, PyObject *kw)
         return -1;
     L->ka_timeout = PyFloat_AsDouble(ka);
     Py_DECREF(ka);
+    PyObject *probe = PyErr_Occurred() ? NULL : need(parts, "write_probe");
+    if (!probe)
+        return -1;
+    L->write_probe = PyFloat_AsDouble(probe);
+    Py_DECREF(probe);
     if (PyErr_Occurred())
         return -1;
     if (mode == LANE_WSGI) {

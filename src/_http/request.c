@@ -39,7 +39,6 @@ static nc_slot all_slots[MAX_SLOTS];
 static int n_slots;
 /* netcore.Request's own properties, for requests whose target was replaced */
 static PyObject *base_path, *base_raw_path, *base_query_string;
-static PyObject *py_unquote;          /* urllib.parse.unquote */
 static PyObject *v11, *v10, *empty_bytes;
 
 #define EXT(o) ((req_ext *)((char *)(o) + ext_offset))
@@ -101,44 +100,16 @@ Py_ssize_t nc_percent_decode(unsigned char *dst, const unsigned char *src, Py_ss
     return j;
 }
 
+/* p is ASCII: head.c takes only ASCII targets (a URI is ASCII) */
 PyObject *nc_decode_path(const unsigned char *p, Py_ssize_t n)
 {
-    int ascii = 1, pct = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (p[i] >= 0x80)
-            ascii = 0;
-        else if (p[i] == '%')
-            pct = 1;
+    if (!memchr(p, '%', (size_t)n)) {
+        PyObject *u = PyUnicode_New(n, 127);
+        if (u && n)
+            memcpy(PyUnicode_1BYTE_DATA(u), p, (size_t)n);
+        return u;
     }
-    if (!pct) {
-        if (ascii) {
-            PyObject *u = PyUnicode_New(n, 127);
-            if (u && n)
-                memcpy(PyUnicode_1BYTE_DATA(u), p, (size_t)n);
-            return u;
-        }
-        return PyUnicode_DecodeUTF8((const char *)p, n, "surrogateescape");
-    }
-    if (!ascii) {
-        /* unquote() keeps non-ASCII characters of its str argument as they
-         * are: the rare mix of raw obs-text and %XX goes to Python */
-        PyObject *text = PyUnicode_DecodeLatin1((const char *)p, n, NULL);
-        if (!text)
-            return NULL;
-        PyObject *args[3] = {text, NULL, NULL};
-        PyObject *enc = PyUnicode_FromString("utf-8"), *err = PyUnicode_FromString("surrogateescape");
-        PyObject *res = NULL;
-        if (enc && err) {
-            args[1] = enc;
-            args[2] = err;
-            res = PyObject_Vectorcall(py_unquote, args, 3, NULL);
-        }
-        Py_XDECREF(enc);
-        Py_XDECREF(err);
-        Py_DECREF(text);
-        return res;
-    }
-    /* all ASCII: unquote() is percent-decoding, then UTF-8 with surrogateescape */
+    /* unquote() of ASCII text is percent-decoding, then UTF-8 with surrogateescape */
     unsigned char stack[512];
     unsigned char *buf = n <= (Py_ssize_t)sizeof stack ? stack : PyMem_Malloc((size_t)n);
     if (!buf)
@@ -397,13 +368,6 @@ PyObject *nc_setup_request(PyObject *module, PyObject *base)
     Py_INCREF(base_path);
     Py_INCREF(base_raw_path);
     Py_INCREF(base_query_string);
-    PyObject *parse = PyImport_ImportModule("urllib.parse");
-    if (!parse)
-        return NULL;
-    py_unquote = PyObject_GetAttrString(parse, "unquote");
-    Py_DECREF(parse);
-    if (!py_unquote)
-        return NULL;
     if (!v11 && !(v11 = PyUnicode_InternFromString("1.1")))
         return NULL;
     if (!v10 && !(v10 = PyUnicode_InternFromString("1.0")))

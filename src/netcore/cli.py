@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from .http.limits import INTERFACES, OPTIONS
+from .http.limits import INTERFACES, OPTIONS, PARSERS
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 _BOOL_FALSE = {"0", "false", "no", "off", ""}
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                 kwargs["choices"] = ["auto", "epoll", "iocp"]
             elif name == "interface":
                 kwargs["choices"] = list(INTERFACES)
+            elif name == "http":
+                kwargs["choices"] = list(PARSERS)
             elif name == "lifespan":
                 kwargs["choices"] = ["auto", "on", "off"]
             elif name == "worker_start":

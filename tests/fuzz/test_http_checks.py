@@ -87,16 +87,17 @@ def test_check_chunked_split_catches_a_segmentation_dependent_decoder(monkeypatc
         http_checks.check_chunked_split(b"5\r\nhello\r\n0\r\n\r\n", [5], http_checks.CONFIGS[0])
 
 
-KNOWN = [
+# Once refused only when cut into pieces; now the same whole or cut.
+FORMERLY_SPLIT_DEPENDENT = [
     pytest.param(b"5;" + b"x" * 2000 + b"\r\nhello\r\n0\r\n\r\n", 0, 100, id="long-size-line"),
+    pytest.param(b"5;" + b"x" * 1022 + b"\r\nhello\r\n0\r\n\r\n", 0, 1, id="size-line-at-limit"),
     pytest.param(b"0\r\nab: cdef\r\n\r\n", 3, 1, id="trailer-at-limit"),
+    pytest.param(b"0\r\nab: cdefg\r\n\r\n", 3, 1, id="trailer-over-limit"),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="ChunkedReader (src/netcore/http/parser.py) refuses in "
-                   "pieces what it accepts whole; reported to the HTTP owner")
-@pytest.mark.parametrize("data, config_index, step", KNOWN)
-def test_known_segmentation_dependent_refusals(data, config_index, step):
+@pytest.mark.parametrize("data, config_index, step", FORMERLY_SPLIT_DEPENDENT)
+def test_segmentation_never_changes_the_outcome(data, config_index, step):
     configs = http_checks.CONFIGS + (http_checks.Config(max_header_bytes=10),)
     config = configs[config_index]
     whole = http_checks.decode([data], config)

@@ -39,15 +39,19 @@ class Running:
 
 # The behaviour suite runs on every dispatcher: the tests write native
 # handlers, and adapters.py runs the same logic as a WSGI or an ASGI app.
+# It runs on both request parsers too; the second parser (llhttp) does not
+# depend on the interface, so it runs behind the native one only.
 INTERFACES = ("native", "wsgi", "asgi")
+VARIANTS = (("native", "netcore"), ("wsgi", "netcore"), ("asgi", "netcore"), ("native", "httptools"))
 
 
-def _server_fixture(interface):
+def _server_fixture(interface, parser="netcore"):
     running: list[Running] = []
 
     def start(app, **options) -> Running:
         options.setdefault("port", 0)
         options.setdefault("interface", interface)
+        options.setdefault("http", parser)
         if options["interface"] == "asgi":
             options.setdefault("lifespan", "off")
         server = Server(adapt(app, interface) if interface in ("wsgi", "asgi") else app, **options)
@@ -61,15 +65,16 @@ def _server_fixture(interface):
     return running, start
 
 
-@pytest.fixture(params=INTERFACES)
-def interface(request) -> str:
+@pytest.fixture(params=VARIANTS, ids=[i if p == "netcore" else f"{i}-{p}" for i, p in VARIANTS])
+def variant(request) -> tuple:
     return request.param
 
 
 @pytest.fixture
-def serve(interface):
-    """Start a server on a native handler, behind every interface in turn."""
-    running, start = _server_fixture(interface)
+def serve(variant):
+    """Start a server on a native handler, behind every interface in turn
+    (and on the second request parser)."""
+    running, start = _server_fixture(*variant)
     yield start
     for r in running:
         r.stop()
@@ -147,23 +152,109 @@ def run_cli(args, env=None, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+class StderrLines:
+    """A subprocess's stderr, read line by line by a thread.
+
+    select() on the pipe and a buffered readline() do not mix: a line that
+    is already in the reader's buffer never wakes select(), so a line
+    logged right behind another (two workers starting at once) was lost.
+    """
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 10.0) -> list:
+        """The first ``count`` regex matches among the lines (waiting for
+        them up to ``timeout``); fewer if they did not come."""
+        import re
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in map(re.compile(pattern).search, self.lines) if m]
+                if len(found) >= count or self.closed:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return found
+                self._cond.wait(left)
+
+    def text(self) -> str:
+        with self._cond:
+            return "".join(self.lines)
+
+
+def stderr_lines(proc: subprocess.Popen) -> StderrLines:
+    """The (one) StderrLines of ``proc``."""
+    lines = getattr(proc, "_stderr_lines", None)
+    if lines is None:
+        lines = proc._stderr_lines = StderrLines(proc.stderr)
+    return lines
+
+
 def wait_for_port_in_log(proc: subprocess.Popen, timeout: float = 10.0) -> int:
-    """Read stderr lines until 'serving on http://host:PORT'; return PORT."""
-    import re
-    import selectors
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if not sel.select(max(0.0, deadline - time.monotonic())):
-            break
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(r"(?:serving on http://|workers on )[^ ]*?:(\d+)", line)
-        if m:
-            return int(m.group(1))
-    proc.kill()
-    raise AssertionError("server did not start: " + "".join(seen))
+    """Wait for 'serving on http://host:PORT' (or the supervisor's 'workers
+    on host:PORT'); return PORT."""
+    lines = stderr_lines(proc)
+    found = lines.wait_for(r"(?:serving on http://|workers on )[^ ]*?:(\d+)", timeout=timeout)
+    if not found:
+        proc.kill()
+        raise AssertionError("server did not start: " + lines.text())
+    return int(found[0].group(1))
+
+
+def stop_process(proc: subprocess.Popen, sig: int = None, timeout: float = 15.0) -> int:
+    """Signal a server process (SIGTERM by default) and wait for its exit
+    code; kill it and fail if it does not exit in time."""
+    import signal as _signal
+    if proc.poll() is None:
+        proc.send_signal(_signal.SIGTERM if sig is None else sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("server did not exit")
+
+
+class BodyPump:
+    """Sends a ``size``-byte request body on a thread, as fast as the server
+    takes it, so a test can see whether the server stops reading."""
+
+    def __init__(self, s: socket.socket, size: int, byte: bytes = b"x") -> None:
+        self.sent = 0
+        self.size = size
+        self._s = s
+        self._chunk = byte * 65536
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        self._s.settimeout(20)
+        while self.sent < self.size:
+            self.sent += self._s.send(self._chunk[:self.size - self.sent])
+
+    def stalled(self, timeout: float = 10.0) -> bool:
+        """Wait until the sender makes no progress for 0.3 s; True if it
+        stalled before the end of the body (the server stopped reading)."""
+        last = -1
+        deadline = time.monotonic() + timeout
+        while self.sent != last:
+            assert time.monotonic() < deadline, "the sender never stalled nor finished"
+            last = self.sent
+            time.sleep(0.3)
+        return self.sent < self.size
+
+    def join(self, timeout: float = 20.0) -> None:
+        self._t.join(timeout)

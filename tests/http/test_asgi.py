@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import read_response, recv_until_closed
+from conftest import BodyPump, read_response, recv_until_closed
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -124,26 +124,11 @@ def test_large_body_arrives_in_pieces_with_flow_control(serve_app):
     s = srv.connect(timeout=20)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
-    sent = [0]
-
-    def pump():
-        chunk = b"x" * 65536
-        s.settimeout(20)
-        while sent[0] < size:
-            sent[0] += s.send(chunk[:size - sent[0]])
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
+    pump = BodyPump(s, size)
     # the client stalls: the server stopped reading what the app does not take
-    last = -1
-    deadline = time.monotonic() + 10
-    while sent[0] != last:
-        assert time.monotonic() < deadline
-        last = sent[0]
-        time.sleep(0.3)
-    assert sent[0] < size, "the server read the whole body although the app read nothing"
+    assert pump.stalled(), "the server read the whole body although the app read nothing"
     proceed.set()
-    t.join(20)
+    pump.join()
     resp, body, _ = read_response(s, timeout=20)
     assert body == b"%d" % size and total[0][0] == size
     assert first[0] <= 512 * 1024, f"{first[0]} body bytes were buffered for the app"

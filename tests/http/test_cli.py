@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, wait_for_port_in_log
+from conftest import stop_process, REPO, run_cli, stderr_lines, wait_for_port_in_log
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
@@ -24,14 +24,22 @@ def get(port, path, timeout=5):
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=10):
-    if proc.poll() is None:
-        proc.send_signal(sig)
+    return stop_process(proc, sig, timeout)
+
+
+def wait_for_line(proc, text, timeout=10.0) -> None:
+    """Wait for a line of the server's stderr containing ``text``."""
+    import re
+    if not stderr_lines(proc).wait_for(re.escape(text), timeout=timeout):
+        raise AssertionError(f"the server never logged {text!r}")
+
+
+def refused(port) -> bool:
     try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("server did not exit")
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def test_example_app_via_python_m(tmp_path):
@@ -97,9 +105,10 @@ def test_graceful_shutdown_finishes_in_flight_and_closes_idle():
         assert b"200 OK" in idle.recv(1000)
         busy = socket.create_connection(("127.0.0.1", port), timeout=5)
         busy.sendall(b"GET /sleep/1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        wait_for_line(proc, "sleeping /sleep/1")  # in flight
         proc.send_signal(signal.SIGTERM)
-        assert idle.recv(1000) == b""             # idle keep-alive connection closed
+        # the listener closes first, then the idle keep-alive connection
+        assert idle.recv(1000) == b""
         data = b""
         while True:
             chunk = busy.recv(1000)
@@ -107,9 +116,7 @@ def test_graceful_shutdown_finishes_in_flight_and_closes_idle():
                 break
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in data
-        with pytest.raises(OSError):              # no longer accepting
-            socket.create_connection(("127.0.0.1", port), timeout=2).sendall(b"x")
-            raise ConnectionRefusedError
+        assert refused(port), "still accepting while shutting down"
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
@@ -123,9 +130,13 @@ def test_second_signal_exits_at_once():
         port = wait_for_port_in_log(proc)
         busy = socket.create_connection(("127.0.0.1", port), timeout=5)
         busy.sendall(b"GET /sleep/20 HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
+        wait_for_line(proc, "sleeping /sleep/20")  # in flight
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.3)
+        # the first signal has been acted on once the listener is closed
+        deadline = time.monotonic() + 5
+        while not refused(port) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert refused(port), "the first signal did not begin a shutdown"
         assert proc.poll() is None                # still draining the slow request
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)

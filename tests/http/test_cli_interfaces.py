@@ -3,38 +3,22 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
-import subprocess
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, stderr_lines, stop_process
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
 
 def wait_serving(proc, workers, timeout=15.0):
-    """The port, once ``workers`` processes log that they serve it.  Reads
-    the raw pipe: a buffered readline would hide lines from the selector."""
-    import re
-    import select
-    import time
-    fd = proc.stderr.fileno()
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        ports = [int(p) for p in re.findall(r"serving on http://[^ ]*?:(\d+)", text)]
-        if len(ports) >= workers:
-            return ports[0]
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        text += chunk.decode(errors="replace")
-    proc.kill()
-    raise AssertionError("server did not start: " + text)
+    """The port, once ``workers`` processes log that they serve it."""
+    lines = stderr_lines(proc)
+    found = lines.wait_for(r"serving on http://[^ ]*?:(\d+)", count=workers, timeout=timeout)
+    if len(found) < workers:
+        proc.kill()
+        raise AssertionError("server did not start: " + lines.text())
+    return int(found[0].group(1))
 
 
 def get(port, path="/"):
@@ -42,17 +26,6 @@ def get(port, path="/"):
     c.request("GET", path)
     r = c.getresponse()
     return r.status, r.read()
-
-
-def finish(proc, timeout=15):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("server did not exit")
 
 
 @pytest.mark.parametrize("app,interface,workers", [
@@ -67,7 +40,7 @@ def test_serves_each_interface(app, interface, workers):
         for _ in range(3):
             assert get(port) == (200, app.encode())
     finally:
-        assert finish(proc) == 0
+        assert stop_process(proc) == 0
 
 
 def test_ambiguous_app_is_a_clear_error():

@@ -30,7 +30,7 @@ CONFIGS = (DEFAULT, SMALL)
 
 METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"M-SEARCH",
            b"PURGE", b"get", b"X!#$%&'*+.^_`|~9"]
-PATH_CHARS = b"abcXYZ019-._~!$&'()*+,;=:@%/?#[]\"<>\\^`{|}\x80\xc3\xa9\xff"
+PATH_CHARS = b"abcXYZ019-._~!$&'()*+,;=:@%/?#[]\"<>\\^`{|}"   # (a URI is ASCII)
 NAMES = [b"Host", b"host", b"HOST", b"Content-Length", b"content-length", b"Transfer-Encoding",
          b"Connection", b"CONNECTION", b"Expect", b"User-Agent", b"Accept", b"X-Request-Id",
          b"Cookie", b"X!#$%&'*+.^_`|~9", b"Hostx", b"Content-Lengthx", b"Expectation"]

@@ -84,6 +84,9 @@ def test_c_request_is_parse_heads_request(raw, config):
 @given(targets())
 def test_path_pieces_match_split_target(target):
     c = c_request(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n", CONFIG)
+    if not target.isascii():
+        assert c is None          # obs-text in a target: parser.py's to refuse
+        return
     assert c is not None
     raw_path, query, path = _split_target(target)
     assert (c.raw_path, c.query_string, c.path) == (raw_path, query.decode("latin-1"), path)

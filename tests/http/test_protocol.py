@@ -1,6 +1,7 @@
 """HTTP/1.1 connection behaviour with real clients (RFC 9112)."""
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import http.client
 import socket
@@ -10,6 +11,7 @@ import h11
 import pytest
 
 import netcore
+from adapters import adapt
 from conftest import read_response, recv_until_closed
 
 
@@ -290,11 +292,28 @@ def test_date_and_server_headers(serve):
     date = email.utils.parsedate_to_datetime(r.getheader("date"))
     assert abs(date.timestamp() - time.time()) < 3
     first = r.getheader("date")
-    time.sleep(2.1)  # the cached Date is refreshed once a second
+    second = srv.server.heads.second
+    # the cached Date follows the clock: wait for the server's next second
+    assert _wait_until(lambda: srv.server.heads.second != second, timeout=3)
     c.request("GET", "/")
     r = c.getresponse()
     r.read()
     assert r.getheader("date") != first
+
+
+def test_server_header_setting_is_per_server(serve):
+    # Regression: the setting once lived in a module-wide clock, so making a
+    # second server with server_header=False took the header off the first.
+    first = serve(hello)
+    second = serve(hello, server_header=False)
+    for srv, expected in ((first, "netcore"), (second, None), (first, "netcore")):
+        c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
+        c.request("GET", "/")
+        r = c.getresponse()
+        assert r.read() == b"Hello, World!"
+        assert r.getheader("server") == expected, (srv.port, r.getheaders())
+        assert r.getheader("date")
+        c.close()
 
 
 def test_large_response_is_fully_delivered(serve):
@@ -324,17 +343,53 @@ def test_half_closed_client_is_closed_promptly(serve):
     assert data.count(b"HTTP/1.1 200 OK") == 1
 
 
-def _slow_echo_path(request):
-    time.sleep(0.05)  # still running when the client's FIN arrives
-    return b"r" + request.path.encode()
+def _wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
 
 
-@pytest.mark.parametrize("threads", [0, 2])
-def test_half_close_after_pipelined_requests_still_gets_every_answer(serve, threads):
-    srv = serve(_slow_echo_path, threads=threads)
+def _peer_done(srv) -> bool:
+    """The server has seen the client's FIN on its (only) connection."""
+    return any(c.proto.close_after and not c.proto.reading for c in list(srv.server.conns))
+
+
+def _answer_after_fin(interface: str, srv_box: list, seen: list):
+    """An application whose answers wait until the server has seen the
+    client's half-close, off the I/O thread (a pool, or awaiting), so the
+    FIN arrives while answers are in progress: not a race that may be missed."""
+    if interface == "asgi":
+        async def app(scope, receive, send):
+            await receive()
+            for _ in range(1000):
+                if _peer_done(srv_box[0]):
+                    seen.append(scope["path"])
+                    break
+                await asyncio.sleep(0.005)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"r" + scope["path"].encode()})
+        return app
+
+    def handler(request):
+        if _wait_until(lambda: _peer_done(srv_box[0])):
+            seen.append(request.path)
+        return b"r" + request.path.encode()
+    return adapt(handler, interface)
+
+
+@pytest.mark.parametrize("interface", ["native", "wsgi", "asgi"])
+def test_half_close_after_pipelined_requests_still_gets_every_answer(serve_app, interface):
+    srv_box: list = []
+    seen: list = []
+    srv = serve_app(_answer_after_fin(interface, srv_box, seen), interface=interface, threads=2)
+    srv_box.append(srv)
     s = srv.connect()
     s.sendall(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
     s.shutdown(socket.SHUT_WR)
     data = recv_until_closed(s)
+    assert "/1" in seen, "the FIN did not arrive while an answer was in progress"
     assert data.count(b"HTTP/1.1 200") == 2, data
     assert data.index(b"r/1") < data.index(b"r/2")

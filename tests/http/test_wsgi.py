@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import read_response, recv_until_closed
+from conftest import BodyPump, read_response, recv_until_closed
 
 modes = pytest.mark.parametrize("threads", [4, 0], ids=["pool", "inline"])
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -82,7 +82,7 @@ def test_path_outside_the_root_keeps_its_path_info(serve_app):
 @modes
 @pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
 def test_input_reading_edge_cases(serve_app, threads, chunked):
-    results = []
+    results = {}   # by method: on a pool the pipelined GET may run before the POST ends
 
     def app(environ, start_response):
         inp = environ["wsgi.input"]
@@ -96,7 +96,7 @@ def test_input_reading_edge_cases(serve_app, threads, chunked):
         r["n"] = inp.read(5)
         r["big"] = inp.read(10 ** 9)
         r["after_eof"] = (inp.read(), inp.read(10), inp.readline(), inp.readlines())
-        results.append(r)
+        results[environ["REQUEST_METHOD"]] = r
         ok(start_response)
         return [b"done"]
 
@@ -118,14 +118,13 @@ def test_input_reading_edge_cases(serve_app, threads, chunked):
     assert got == b"done"
     resp, got, _ = read_response(s, bytearray(rest))
     assert got == b"done"
-    # with a pool the GET's app call may finish first: take the POST's
-    r = next(r for r in results if r["line"])
+    r = results["POST"]
     assert r["zero"] == b"" and r["line"] == b"first line\n"
     assert r["limited"] == b"abc" and r["rest_of_line"] == b"def\n"
     assert r["lines"] == [b"third\n"] and r["iter"] == [b"fourth\n"]
     assert r["n"] == b"01234" and r["big"] == b"56789tail"
     assert r["after_eof"] == (b"", b"", b"", [])
-    assert len(results) == 2 and next(x for x in results if x is not r)["line"] == b""  # the GET
+    assert results["GET"]["line"] == b""      # the GET: an empty input
 
 
 def test_input_streams_while_the_body_arrives(serve_app):
@@ -140,12 +139,35 @@ def test_input_streams_while_the_body_arrives(serve_app):
 
     srv = serve_app(app, interface="wsgi", threads=2)
     s = srv.connect()
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000004\r\n\r\nhead")
+    first = b"head" + b"y" * (64 * 1024)        # the call starts once a first window is here
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (len(first) + 1000000)
+              + first)
     wait_for(lambda: progress, what="the app to read the first bytes")
-    assert progress == [b"head"]
+    assert progress == [b"head"]              # while most of the body is still to come
     s.sendall(b"x" * 1000000)
     _, body, _ = read_response(s, timeout=10)
-    assert body == b"1000000"
+    assert body == b"%d" % (len(first) - 4 + 1000000)
+
+
+def test_a_trickled_body_holds_no_pool_thread(serve_app):
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        body = environ["wsgi.input"].read()
+        ok(start_response)
+        return [b"%d" % len(body)]
+
+    srv = serve_app(app, interface="wsgi", threads=1)
+    slow = [srv.connect() for _ in range(4)]
+    for s in slow:
+        s.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+    c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
+    c.request("GET", "/quick")                 # the one thread is free for it
+    assert c.getresponse().read() == b"0" and calls == ["/quick"]
+    for s in slow:
+        s.sendall(b"x" * 998)
+        assert read_response(s)[1] == b"1000"
 
 
 def test_unread_streaming_body_is_bounded_until_the_app_reads(serve_app):
@@ -161,24 +183,10 @@ def test_unread_streaming_body_is_bounded_until_the_app_reads(serve_app):
     size = 32 * 1024 * 1024
     s = srv.connect(timeout=20)
     s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
-    sent = [0]
-
-    def pump():
-        chunk = b"y" * 65536
-        while sent[0] < size:
-            sent[0] += s.send(chunk[:size - sent[0]])
-
-    t = threading.Thread(target=pump, daemon=True)
-    t.start()
-    last = -1
-    deadline = time.monotonic() + 10
-    while sent[0] != last:
-        assert time.monotonic() < deadline
-        last = sent[0]
-        time.sleep(0.3)
-    assert sent[0] < size, "the server buffered the whole body for an app that did not read"
+    pump = BodyPump(s, size, b"y")
+    assert pump.stalled(), "the server buffered the whole body for an app that did not read"
     go.set()
-    t.join(20)
+    pump.join()
     _, body, _ = read_response(s, timeout=20)
     assert body == b"%d" % size
 
@@ -398,6 +406,8 @@ def test_wsgi_input_is_bytesio_like_for_small_bodies(serve_app):
         return [environ["wsgi.input"].read()]
 
     srv = serve_app(app, interface="wsgi", threads=2)
-    c = http.client.HTTPConnection(srv.host, srv.port, timeout=5)
-    c.request("POST", "/", body=b"small body")
-    assert c.getresponse().read() == b"small body" and kinds == [True]
+    s = srv.connect()
+    # in one send (http.client sends the body apart, and it may then arrive
+    # in a later read, which streams it)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nsmall body")
+    assert read_response(s)[1] == b"small body" and kinds == [True]

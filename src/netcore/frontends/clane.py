@@ -70,7 +70,7 @@ def install(dispatcher: Any, transport: Any, mode: int, **extra: Any) -> Optiona
         Connection=Connection, Protocol=Protocol, ConnState=ConnState, Response=Response,
         IDLE=IDLE, RECV=iocore.RECV, SEND=iocore.SEND,
         MAX_PENDING_SENDS=_transport.MAX_PENDING_SENDS, MAX_INFLIGHT=_transport.MAX_INFLIGHT,
-        timeout_keep_alive=float(cfg.timeout_keep_alive),
+        timeout_keep_alive=float(cfg.timeout_keep_alive), write_probe=float(transport._write_probe),
         max_request_line=cfg.max_request_line, max_header_bytes=cfg.max_header_bytes,
         max_header_count=cfg.max_header_count, max_body_bytes=cfg.max_body_bytes,
         **extra)

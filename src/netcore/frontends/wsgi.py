@@ -6,7 +6,8 @@ so a blocking application never blocks the I/O thread, or with
 
 - ``wsgi.input`` on the pool streams a Content-Length body while it arrives
   (read(n), read(), readline(), readlines(), iteration; EOF at the end of
-  the body; ``wsgi.input_terminated`` set).  At most a window of unread
+  the body; ``wsgi.input_terminated`` set), once a first window of it (or
+  all of it) is here, so that trickling clients hold no pool thread.  At most a window of unread
   body is buffered: past it, reading the socket pauses until the
   application catches up.  A chunked body is de-chunked and collected
   first, then given a CONTENT_LENGTH, because Django (and others) read
@@ -45,6 +46,7 @@ HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy
 
 INPUT_HIGH = 256 * 1024     # unread body bytes buffered before reading pauses
 INPUT_LOW = 64 * 1024       # ... and resumes
+STREAM_START = 64 * 1024    # body bytes that must be here before a streaming call starts
 
 
 class ClientDisconnected(OSError):
@@ -86,9 +88,12 @@ class StreamingInput:
         self._aborted = False
         self._paused = False        # we asked the transport to stop reading
         self._discard = False       # the application is done: drop what still arrives
+        self.received = 0           # body bytes fed so far (I/O thread)
+        self.waiting: Optional[Request] = None   # its call, until it may start (I/O thread)
 
     # -- I/O thread
     def feed(self, data: bytes) -> None:
+        self.received += len(data)
         with self._cond:
             if self._discard:
                 return
@@ -429,20 +434,33 @@ class WSGIDispatcher(BlockingDispatcher):
         # on the pool: Django and others read exactly CONTENT_LENGTH bytes and
         # ignore wsgi.input_terminated, so the body gets its length first
         # (bounded by max_body_bytes, which the decoder enforces).
+        # A Content-Length body on the pool streams, but the application is
+        # called only once a first window of it (or all of it) is here: a
+        # client trickling bodies then ties up no pool thread (slowloris).
         if self.pool is None or _is_chunked(req):
             return False
         sink = StreamingInput(self, conn)
+        sink.waiting = req
         conn.state.body = sink
-        self.pool.submit(self._run_streaming, conn, req, sink)
         return True
+
+    def _begin(self, sink: StreamingInput) -> None:
+        req = sink.waiting
+        sink.waiting = None
+        self.pool.submit(self._run_streaming, sink._conn, req, sink)
 
     def body_data(self, sink: StreamingInput, data: bytes) -> None:
         sink.feed(data)
+        if sink.waiting is not None and sink.received >= STREAM_START:
+            self._begin(sink)
 
     def body_end(self, sink: StreamingInput) -> None:
         sink.end()
+        if sink.waiting is not None:
+            self._begin(sink)
 
     def body_aborted(self, sink: StreamingInput) -> None:
+        sink.waiting = None        # never called: the protocol answers it, if anyone
         sink.abort()
 
     def _run_streaming(self, conn: Any, req: Request, sink: StreamingInput) -> None:

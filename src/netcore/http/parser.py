@@ -10,6 +10,14 @@ codes (414/431/501/505 all look alike there).  Here a request head is found
 with one bytes.find(b"\\r\\n\\r\\n"), validated with two compiled regexes and
 split without per-byte Python work, and every rejection carries its status.
 
+Line endings are CRLF; a bare LF anywhere in a head or a chunk line is a
+400, at once (RFC 9112 section 2.2 lets a recipient accept it instead; it
+is refused here because a proxy in front may split the stream differently,
+which is how requests get smuggled).  A head that can never become a
+request (a byte no request line can begin with, a method that is not a
+token, a broken version) is a 400 as soon as the offending byte arrives,
+not after the header timeout.
+
 Framing rules (RFC 9112 section 6) decided here:
 - Transfer-Encoding and Content-Length together: 400 (request smuggling).
 - Transfer-Encoding other than exactly "chunked": 501; in HTTP/1.0: 400.
@@ -34,16 +42,36 @@ except ImportError:  # pragma: no cover
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 # method SP request-target SP HTTP-version; the target is any run of
-# visible bytes (no controls, no spaces).
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
+# visible ASCII (a URI is ASCII: no controls, spaces or bytes >= 0x80).
+_TARGET = rb"[\x21-\x7e]"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") (" + _TARGET + rb"+) HTTP/([0-9])\.([0-9])")
 # Anything shaped like a request line but with a version we do not speak.
-_OTHER_VERSION = re.compile(rb"" + _TOKEN + rb" [^\x00-\x20\x7f]+ HTTP/[0-9]+(?:\.[0-9]+)?")
+_OTHER_VERSION = re.compile(rb"" + _TOKEN + rb" " + _TARGET + rb"+ HTTP/[0-9]+(?:\.[0-9]+)?")
 # field-name ":" OWS field-value OWS; the value excludes controls but HTAB.
 # A line starting with whitespace (obs-fold) or with space before the colon
 # does not match and is rejected.
 _HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 _HOST = re.compile(rb"[-._~%!$&'()*+,;=:\[\]0-9A-Za-z]*")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?")
+# What can still become a request line: a token, SP, a target, SP and a
+# prefix of an HTTP version (any digits: "HTTP/2.0" is a 505, not a 400).
+_LINE_PREFIX = re.compile(rb"(?:" + _TOKEN + rb"(?: " + _TARGET + rb"*"
+                          rb"(?: (?:H(?:T(?:T(?:P(?:/[0-9]*(?:\.[0-9]*)?)?)?)?)?)?)?)?)?")
+# absolute-form (RFC 9112 section 3.2.2): scheme "://" authority, then a
+# path and query; the authority is [userinfo "@"] host [":" port].
+_PCT = rb"%[0-9A-Fa-f]{2}"
+_SUB = rb"-._~!$&'()*+,;="
+_ABSOLUTE = re.compile(
+    rb"[A-Za-z][-+.0-9A-Za-z]*://"
+    rb"(?:(?:[" + _SUB + rb":0-9A-Za-z]|" + _PCT + rb")*@)?"                 # userinfo
+    rb"(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[" + _SUB + rb":0-9A-Za-z]+\]"  # IP-literal
+    rb"|(?:[" + _SUB + rb"0-9A-Za-z]|" + _PCT + rb")+)"                        # reg-name, IPv4
+    rb"(?::[0-9]*)?"                                                           # port
+    rb"(?:[/?]" + _TARGET + rb"*)?")
+# chunk-size [ chunk-ext ] (RFC 9112 section 7.1.1): each extension is
+# BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ].
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:"
+                         + _TOKEN + rb"|" + _QUOTED + rb"))?)*")
 
 _SPECIAL = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"))
 
@@ -63,17 +91,41 @@ def _version_error(line: bytes) -> HTTPError:
     return HTTPError(400, "malformed request line")
 
 
-def check_incomplete_head(data: bytes, start: int, config) -> None:
-    """Called while a head has not fully arrived: fail early on size."""
+def check_incomplete_head(data: bytes, start: int, config, new: int = 0) -> None:
+    """Called while the head at data[start:] has not fully arrived: fail
+    early on size, and on what can never become a request.  Bytes before
+    ``new`` were checked by an earlier call (only the new ones are scanned
+    for a bare LF: a trickled head costs no rescans)."""
     line_end = data.find(b"\r\n", start)
     if line_end < 0:
         if len(data) - start > config.max_request_line:
             raise HTTPError(414, "request line too long")
+        end = len(data) - 1 if data[-1:] == b"\r" else len(data)   # (a CR may be the CRLF's)
+        if _LINE_PREFIX.fullmatch(data, start, end) is None:
+            raise (HTTPError(400, "bare LF line ending") if b"\n" in data[start:]
+                   else HTTPError(400, "not an HTTP request line"))
         return
     if line_end - start > config.max_request_line:
         raise HTTPError(414, "request line too long")
+    line = data[start:line_end]
+    if line not in _LINE_CACHE:
+        _LINE_CACHE[line] = _request_line(line)   # raises as the complete head would
     if len(data) - line_end - 2 > config.max_header_bytes:
         raise HTTPError(431, "request header section too large")
+    fields = line_end + 2
+    lf = data.find(b"\n", max(new, fields))
+    while lf >= 0:
+        if data[lf - 1] != 13:   # "\r"
+            raise HTTPError(400, "bare LF line ending")
+        lf = data.find(b"\n", lf + 1)
+    # the field lines completed by these bytes: each must be a field
+    pos = max(fields, data.rfind(b"\r\n", fields, max(new, fields)) + 2)
+    eol = data.find(b"\r\n", pos)
+    while eol >= 0:
+        if _HEADER.fullmatch(data, pos, eol) is None:
+            raise HTTPError(400, "malformed header field")
+        pos = eol + 2
+        eol = data.find(b"\r\n", pos)
 
 
 # Memo tables for the pure, repeated parts of a head.  Clients send the same
@@ -94,15 +146,13 @@ class _Block:
     __slots__ = ("headers", "hosts", "content_length", "te", "close", "keep_alive", "expect")
 
     def __init__(self, block: bytes, config) -> None:
+        self._clear()
         headers: list[tuple[bytes, bytes]] = []
-        hosts = 0
-        content_length = -1
-        te: Optional[bytes] = None
-        close = keep_alive = expect = False
         lines = block.split(b"\r\n")
         if len(lines) > config.max_header_count:
             raise HTTPError(431, "too many header fields")
         match = _HEADER.fullmatch
+        special = []
         for hline in lines:
             hm = match(hline)
             if hm is None:
@@ -112,69 +162,92 @@ class _Block:
             if value[-1:] in b" \t" and value:
                 value = value.rstrip(b" \t")
             headers.append((name, value))
-            if name not in _SPECIAL:
-                continue
-            if name == b"host":
-                hosts += 1
-                if hosts > 1:
-                    raise HTTPError(400, "duplicate Host header")
-                if _HOST.fullmatch(value) is None:
-                    raise HTTPError(400, "invalid Host header")
-            elif name == b"content-length":
-                for item in value.split(b","):
-                    item = item.strip(b" \t")
-                    if not item.isdigit() or len(item) > 18:
-                        raise HTTPError(400, "invalid Content-Length")
-                    n = int(item)
-                    if content_length >= 0 and n != content_length:
-                        raise HTTPError(400, "conflicting Content-Length values")
-                    content_length = n
-            elif name == b"transfer-encoding":
-                te = value if te is None else te + b"," + value
-            elif name == b"connection":
-                for token in value.lower().split(b","):
-                    token = token.strip(b" \t")
-                    if token == b"close":
-                        close = True
-                    elif token == b"keep-alive":
-                        keep_alive = True
-            else:  # expect
-                if value.lower() != b"100-continue":
-                    raise HTTPError(417, "unsupported expectation")
-                expect = True
+            if name in _SPECIAL:
+                special.append((name, value))
+        # the grammar of every line first, then their meaning (a malformed
+        # line is a 400 whatever an earlier Expect says)
+        for name, value in special:
+            self._special(name, value)
         self.headers = tuple(headers)
-        self.hosts = hosts
-        self.content_length = content_length
-        self.te = te
-        self.close = close
-        self.keep_alive = keep_alive
-        self.expect = expect
+
+    @classmethod
+    def from_fields(cls, fields: list) -> "_Block":
+        """The meaning of fields another tokenizer split: (lower-case name,
+        value without OWS) pairs, each already checked against the grammar."""
+        self = cls.__new__(cls)
+        self._clear()
+        for name, value in fields:
+            if name in _SPECIAL:
+                self._special(name, value)
+        self.headers = tuple(fields)
+        return self
+
+    def _clear(self) -> None:
+        self.hosts = 0
+        self.content_length = -1
+        self.te: Optional[bytes] = None
+        self.close = self.keep_alive = self.expect = False
+
+    def _special(self, name: bytes, value: bytes) -> None:
+        """A field the server gives meaning to (one of _SPECIAL)."""
+        if name == b"host":
+            self.hosts += 1
+            if self.hosts > 1:
+                raise HTTPError(400, "duplicate Host header")
+            if _HOST.fullmatch(value) is None:
+                raise HTTPError(400, "invalid Host header")
+        elif name == b"content-length":
+            # one field of digits: a repeated field or a list, even of equal
+            # values (RFC 9110 8.6 lets a recipient refuse them), is how
+            # framing disagreements between servers begin
+            if self.content_length >= 0:
+                raise HTTPError(400, "conflicting Content-Length values")
+            if not value.isdigit() or len(value) > 18:
+                raise HTTPError(400, "invalid Content-Length")
+            self.content_length = int(value)
+        elif name == b"transfer-encoding":
+            self.te = value if self.te is None else self.te + b"," + value
+        elif name == b"connection":
+            for token in value.lower().split(b","):
+                token = token.strip(b" \t")
+                if token == b"close":
+                    self.close = True
+                elif token == b"keep-alive":
+                    self.keep_alive = True
+        else:  # expect
+            if value.lower() != b"100-continue":
+                raise HTTPError(417, "unsupported expectation")
+            self.expect = True
 
 
-_EMPTY_BLOCK = _Block.__new__(_Block)
-_EMPTY_BLOCK.headers = ()
-_EMPTY_BLOCK.hosts = 0
-_EMPTY_BLOCK.content_length = -1
-_EMPTY_BLOCK.te = None
-_EMPTY_BLOCK.close = _EMPTY_BLOCK.keep_alive = _EMPTY_BLOCK.expect = False
+_EMPTY_BLOCK = _Block.from_fields([])
 
 
 def _request_line(line: bytes) -> tuple[str, bytes, bool]:
+    """Validate a request line (raising its status); callers memoise it."""
+    if len(_LINE_CACHE) >= _CACHE_MAX:
+        _LINE_CACHE.clear()
     m = _REQUEST_LINE.fullmatch(line)
     if m is None:
         raise _version_error(line)
     method, target, major, minor = m.groups()
+    return check_request_line(method, target, major, minor)
+
+
+def check_request_line(method: bytes, target: bytes, major: bytes, minor: bytes) -> tuple[str, bytes, bool]:
+    """The rules of a tokenized request line (method a token, target
+    visible bytes, one-digit version): (method, target, http11)."""
     if major != b"1":
         raise HTTPError(505, "HTTP version not supported")
     # Origin-form, absolute-form, or "*" for OPTIONS; authority-form is only
     # for CONNECT, which a server (not a proxy) does not implement.
+    if method == b"CONNECT":
+        raise HTTPError(501, "CONNECT is not implemented")
     if target[:1] != b"/":
         if target == b"*":
             if method != b"OPTIONS":
                 raise HTTPError(400, "'*' target is only valid for OPTIONS")
-        elif method == b"CONNECT":
-            raise HTTPError(501, "CONNECT is not implemented")
-        elif b"://" not in target:
+        elif _ABSOLUTE.fullmatch(target) is None:
             raise HTTPError(400, "malformed request target")
     # 1.x for x >= 1 is compatible with 1.1 (RFC 9110 section 2.5)
     return method.decode("ascii"), target, minor != b"0"
@@ -190,8 +263,6 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
     parsed = _LINE_CACHE.get(line)
     if parsed is None:
         parsed = _request_line(line)
-        if len(_LINE_CACHE) >= _CACHE_MAX:
-            _LINE_CACHE.clear()
         _LINE_CACHE[line] = parsed
     method, target, http11 = parsed
 
@@ -210,7 +281,12 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
             raise HTTPError(431, "too many header fields")
     else:
         block = _EMPTY_BLOCK
+    return method, target, http11, block.headers, *decide_framing(http11, block, config)
 
+
+def decide_framing(http11: bool, block: _Block, config) -> tuple:
+    """(keep_alive, framing) of a request with these fields (RFC 9112
+    sections 3.2, 6, 9.3); raises HTTPError."""
     if http11:
         if block.hosts != 1:
             raise HTTPError(400, "missing Host header" if not block.hosts else "duplicate Host header")
@@ -218,7 +294,7 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
     else:
         keep_alive = block.keep_alive and not block.close
     if block.te is None and block.content_length <= 0:
-        return method, target, http11, block.headers, keep_alive, None
+        return keep_alive, None
     te = block.te
     content_length = block.content_length
     if te is not None:
@@ -228,14 +304,14 @@ def _parse_fields(data: bytes, start: int, end: int, config) -> tuple:
             raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
         codings = [c.strip(b" \t").lower() for c in te.split(b",")]
         if codings != [b"chunked"]:
-            if b"" in codings or codings[-1] != b"chunked" and b"chunked" in codings:
+            # chunked must be last, and only once (RFC 9112 6.1)
+            if b"" in codings or b"chunked" in codings[:-1]:
                 raise HTTPError(400, "malformed Transfer-Encoding")
             raise HTTPError(501, "unsupported Transfer-Encoding")
-        return method, target, http11, block.headers, keep_alive, (0, True, block.expect and http11)
+        return keep_alive, (0, True, block.expect and http11)
     if content_length > config.max_body_bytes:
         raise HTTPError(413, "request body too large")
-    return (method, target, http11, block.headers, keep_alive,
-            (content_length, False, block.expect and http11))
+    return keep_alive, (content_length, False, block.expect and http11)
 
 
 def parse_head(data: bytes, start: int, end: int, config) -> tuple[Request, Optional[tuple]]:
@@ -291,6 +367,9 @@ def memo_head(data: bytes, start: int, end: int, config) -> Optional[tuple]:
     return entry
 
 
+_MAX_SIZE_LINE = 1024      # bytes of a chunk-size line (size and extensions)
+
+
 class ChunkedReader:
     """Incremental decoder of a chunked request body.
 
@@ -344,14 +423,23 @@ class ChunkedReader:
             else:
                 eol = data.find(b"\r\n", pos)
                 if eol < 0:
-                    if n - pos > 1024 and state == self.SIZE:
-                        raise HTTPError(400, "chunk size line too long")
-                    if state == self.TRAILER and self.trailer_bytes + n - pos > self.max_trailer:
+                    if data.find(b"\n", pos) >= 0:
+                        raise HTTPError(400, "bare LF line ending")
+                    # what is pending is judged as the line it will be, so
+                    # that a head cut anywhere is refused exactly when the
+                    # whole one would be (a last '\r' may begin the CRLF)
+                    pending = n - pos - (data[n - 1] == 13)
+                    if state == self.SIZE:
+                        if pending > _MAX_SIZE_LINE:
+                            raise HTTPError(400, "chunk size line too long")
+                    elif pending and self.trailer_bytes + pending + 2 > self.max_trailer:
                         raise HTTPError(431, "trailer section too large")
                     return pos
                 line = data[pos:eol]
                 pos = eol + 2
                 if state == self.SIZE:
+                    if len(line) > _MAX_SIZE_LINE:
+                        raise HTTPError(400, "chunk size line too long")
                     m = _CHUNK_SIZE.fullmatch(line)
                     if m is None:
                         raise HTTPError(400, "malformed chunk size")

@@ -56,7 +56,7 @@ class Protocol:
     __slots__ = (
         "config", "heads", "timing", "peer",
         # input side
-        "buf", "reading", "phase", "body_req", "body_left", "reader",
+        "buf", "reading", "phase", "body_req", "body_left", "body_length", "reader",
         "seq_in",
         # output side
         "seq_out", "started", "out", "held", "aborted", "close_after", "last_queued", "linger",
@@ -72,6 +72,7 @@ class Protocol:
         self.phase = IDLE
         self.body_req: Optional[Request] = None   # the request whose body is arriving
         self.body_left = 0            # Content-Length bytes still to come
+        self.body_length = 0          # ... of this many
         self.reader: Optional[ChunkedReader] = None
         self.seq_in = 0               # sequence number of the next request parsed
         self.seq_out = 0              # sequence number of the response being released
@@ -96,6 +97,14 @@ class Protocol:
     def idle(self) -> bool:
         """Nothing in progress: no partial request, no unanswered one, no output."""
         return self.seq_out == self.seq_in and not self.buf and self.body_req is None and not self.out
+
+    @property
+    def body_received(self) -> int:
+        """Bytes of the body being read that have arrived (chunk data only)."""
+        reader = self.reader
+        if reader is not None:
+            return reader.size - reader.remaining
+        return self.body_length - self.body_left if self.body_req is not None else 0
 
     @property
     def fast_ready(self) -> bool:
@@ -132,7 +141,7 @@ class Protocol:
                     continue
                 hend = data.find(b"\r\n\r\n", scan if scan > pos else pos)
                 if hend < 0:
-                    check_incomplete_head(data, pos, config)
+                    check_incomplete_head(data, pos, config, scan)
                     self.buf = data[pos:]
                     self.phase = HEAD
                     return events
@@ -182,6 +191,7 @@ class Protocol:
             req.body_pending = True
             self.body_req = req
             self.body_left = end - n
+            self.body_length = length
             self.phase = BODY
             if pos < n:
                 events.append((req, data[pos:]))
@@ -369,10 +379,10 @@ class Protocol:
         # every later response is dropped
         self.held.clear()
 
-    def timed_out(self) -> list:
+    def timed_out(self, reason: str = "request timeout") -> list:
         """The peer took too long with a head or a body: answer 408."""
         events: list = []
-        self._input_failed(HTTPError(408, "request timeout"), events)
+        self._input_failed(HTTPError(408, reason), events)
         return events
 
     def peer_done(self) -> None:

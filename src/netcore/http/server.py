@@ -54,9 +54,12 @@ def run_server(app: App, config: Config, reuse_port: bool = False,
     if stop_requested:
         server.stop()
     host, port = server.sockname
-    if on_listening is not None:
-        on_listening((host, port))
-    error_log.info("serving on http://%s:%d (pid %d, backend %s, %s)", host, port, os.getpid(),
-                   server.q.backend, server.dispatcher.describe())
-    server.run()
+
+    def started() -> None:
+        if on_listening is not None:
+            on_listening((host, port))
+        error_log.info("serving on http://%s:%d (pid %d, backend %s, %s)", host, port, os.getpid(),
+                       server.q.backend, server.dispatcher.describe())
+
+    server.run(started)
     error_log.info("stopped (pid %d)", os.getpid())

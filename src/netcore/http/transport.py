@@ -14,6 +14,13 @@ housekeeping ones:
 - POST     -> ``tag(value)``: a call handed over by another thread.
 - TIMER    -> the tick: Date refresh and the timeout sweep.
 
+Timeouts are plain floats, no timer per request (see on_tick): a
+connection's ``deadline`` is when it must next be looked at, computed from
+the batch clock ``now``; the look re-checks against what really happened
+(``tx_at``: the last send completion, or the start of a send after none
+was pending; ``rx_at``: the last body bytes) and either acts or moves the
+deadline on.  So a deadline may be early, never a timeout.
+
 Output written outside handle_rx (from a posted result, a drain callback,
 an asyncio task) marks its connection dirty; dirty connections are flushed
 once per batch, so a pipeline's answers still leave in one gathered send.
@@ -26,15 +33,17 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
+import sys
 import time
 from time import monotonic
 from typing import Any, Callable, Optional
 
 from .. import iocore
 from .limits import Config
-from .protocol import HEAD, IDLE, Protocol
+from .protocol import BODY, IDLE, Protocol
 from .response import HeadCache
 
 error_log = logging.getLogger("netcore.error")
@@ -48,6 +57,40 @@ MAX_INFLIGHT = 64          # stop reading a connection with this many requests u
 LINGER_SECONDS = 2.0       # after a half-close, how long to drain the peer's input
 TICK_SECONDS = 0.1       # timeouts fire at most this late
 _INF = float("inf")
+
+
+def protocol_class(parser: str) -> type:
+    """The Protocol for a request parser name (limits.PARSERS)."""
+    if parser == "httptools":
+        try:
+            from .llhttp import LLHTTPProtocol
+        except ImportError as exc:
+            raise ValueError(f"--http httptools needs the httptools package ({exc})") from None
+        return LLHTTPProtocol
+    return Protocol
+
+
+def _acked_bytes(handle: Any) -> Optional[int]:
+    """tcpi_bytes_acked of a TCP connection (Linux), or None."""
+    try:
+        s = socket.socket(fileno=handle.fileno())
+    except (OSError, ValueError):
+        return None
+    try:
+        info = s.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 256)
+    except OSError:
+        return None
+    finally:
+        s.detach()
+    if len(info) < _BYTES_ACKED + 8:
+        return None
+    return int.from_bytes(info[_BYTES_ACKED:_BYTES_ACKED + 8], sys.byteorder)
+
+
+# struct tcp_info (linux/tcp.h): 8 bytes of u8 fields, 24 u32 fields, then
+# the u64 fields pacing_rate, max_pacing_rate, bytes_acked (Linux >= 4.1)
+_TCP_INFO = getattr(socket, "TCP_INFO", -1)
+_BYTES_ACKED = 8 + 24 * 4 + 2 * 8
 
 
 class _Tag:
@@ -69,17 +112,24 @@ class Connection:
     """One client connection: its Protocol plus the I/O state around it."""
 
     __slots__ = ("transport", "handle", "proto", "rx_armed", "app_paused", "sending", "closed",
-                 "deadline", "lingering", "dirty", "want_drain", "_client", "state")
+                 "deadline", "lingering", "dirty", "want_drain", "_client", "state",
+                 "tx_at", "rx_at", "body_start", "paused_at", "acked", "acked_at")
 
     def __init__(self, transport: "Transport", handle: Any) -> None:
         self.transport = transport
         self.handle = handle
-        self.proto = Protocol(transport.config, transport.heads, transport.timing, self)
+        self.proto = transport.protocol(transport.config, transport.heads, transport.timing, self)
         self.rx_armed = False
         self.app_paused = False      # the dispatcher asked us to stop reading
         self.sending = 0             # q.send operations not yet completed
         self.closed = False
         self.deadline = 0.0
+        self.tx_at = transport.now   # last send progress (or the start of a send after none)
+        self.rx_at = 0.0             # last body bytes (body phase only)
+        self.body_start = 0.0        # when the body phase began (moved on by pauses)
+        self.paused_at = 0.0
+        self.acked = 0               # the kernel's count of bytes the peer acknowledged ...
+        self.acked_at = 0.0          # ... when last looked at (see Transport._write_check)
         self.lingering = False       # half-closed by us, draining the peer's input
         self.dirty = False           # output waits for the batch-end flush
         self.want_drain = False      # call dispatcher.on_drain once everything is sent
@@ -117,12 +167,17 @@ class Connection:
             self.transport.dirty.append(self)
 
     def pause_reading(self) -> None:
-        self.app_paused = True
+        if not self.app_paused:
+            self.app_paused = True
+            self.paused_at = monotonic()   # (may run between batches: the batch clock is stale)
 
     def resume_reading(self) -> None:
         if self.app_paused:
             self.app_paused = False
             if not self.closed:
+                # the body's clocks stood still while the application held reading
+                if self.proto.phase == BODY:
+                    self.transport.body_resumed(self, monotonic() - self.paused_at)
                 self.transport.arm_rx(self)
 
     def notify_drain(self) -> None:
@@ -155,6 +210,7 @@ class Transport:
         self.dispatcher = dispatcher
         self.q = iocore.Queue(config.backend)
         self.heads = HeadCache(config.server_header)
+        self.protocol = protocol_class(config.http)
         self.timing = config.access_log
         self.listeners: list[Any] = []
         self._accept_tags: dict[Any, Any] = {}
@@ -169,6 +225,13 @@ class Transport:
         self._signals = 0
         self._started = False
         self._ka_timeout = config.timeout_keep_alive
+        self._write_timeout = config.timeout_write or _INF   # 0: never
+        self._write_probe = self._write_timeout / 4
+        self.requests_closed = 0     # requests parsed on connections since closed
+        self.max_requests = 0        # recycle after this many (limit_max_requests + jitter)
+        if config.limit_max_requests:
+            self.max_requests = config.limit_max_requests + random.randint(
+                0, config.limit_max_requests_jitter)
         self._q_send = self.q.send
         self._q_recv = self.q.recv
 
@@ -224,12 +287,17 @@ class Transport:
 
     @property
     def finished(self) -> bool:
-        return self.stopping and not self.conns
+        # (accepts still pending complete, cancelled or with a connection to serve)
+        return self.stopping and not self.conns and not self.accepts_pending
 
-    def run(self) -> None:
-        """Serve until stop() (or a signal) and the graceful drain."""
+    def run(self, on_started: Optional[Callable[[], None]] = None) -> None:
+        """Serve until stop() (or a signal) and the graceful drain.
+        ``on_started`` is called once the application is up (ASGI lifespan
+        startup done) and connections are being accepted."""
         try:
             self.start()
+            if on_started is not None:
+                on_started()
             self.dispatcher.run(self)
         finally:
             self.close_all()
@@ -237,6 +305,8 @@ class Transport:
     def run_once(self, timeout: Optional[float]) -> None:
         """Wait up to ``timeout`` for one batch of completions and handle it."""
         if self.dirty:
+            # written between batches (asyncio tasks): the batch clock is stale
+            self.now = monotonic()
             self.flush_dirty()
         events = self.q.wait(timeout)
         self.now = monotonic()
@@ -299,9 +369,9 @@ class Transport:
     def on_accept(self, tag: Any, status: int, handle: Any) -> None:
         self.accepts_pending -= 1
         if status == 0:
-            if self.stopping:
-                self.q.close(handle)
-                return
+            # (also while stopping: it was accepted before the listener
+            # closed, from a backlog other workers may share, and its client
+            # waits for an answer; it gets one, with a close)
             conn = Connection(self, handle)
             self.set_deadline(conn, self._ka_timeout)
             self.conns.add(conn)
@@ -344,6 +414,8 @@ class Transport:
                 self.next_expiry = deadline
         elif proto.phase != phase:
             self._phase_began(conn)
+        elif phase == BODY:
+            conn.rx_at = self.now
         if conn.closed:
             return
         if proto.out:
@@ -373,11 +445,40 @@ class Transport:
 
     def _phase_began(self, conn: Connection) -> None:
         # Deadlines are set when a phase begins, not on every read: a client
-        # trickling bytes does not push its deadline back.
+        # trickling head bytes does not push its deadline back.  A body's
+        # reads are stamped (rx_at), and its deadline re-checked when due.
         phase = conn.proto.phase
+        if phase == BODY:
+            conn.body_start = conn.rx_at = self.now
+            self._set_due(conn, self._body_due(conn))
+        else:
+            self.set_deadline(conn, self._ka_timeout if phase == IDLE else
+                              self.config.timeout_header_read)
+
+    def _body_due(self, conn: Connection) -> float:
+        """When the body being read is too slow: no bytes for
+        timeout_body_read, or (after the grace period) an average below
+        min_body_rate since its head, if nothing more arrives."""
         cfg = self.config
-        self.set_deadline(conn, self._ka_timeout if phase == IDLE else
-                          cfg.timeout_header_read if phase == HEAD else cfg.timeout_body_read)
+        due = conn.rx_at + cfg.timeout_body_read
+        rate = cfg.min_body_rate
+        if rate > 0:
+            by_rate = conn.body_start + max(cfg.min_body_rate_grace, conn.proto.body_received / rate)
+            if by_rate < due:
+                due = by_rate
+        return due
+
+    def body_resumed(self, conn: Connection, paused: float) -> None:
+        """The application let reading go on after ``paused`` seconds: the
+        body's clocks move on by as much."""
+        conn.body_start += paused
+        conn.rx_at += paused
+        self._set_due(conn, self._body_due(conn))
+
+    def _set_due(self, conn: Connection, deadline: float) -> None:
+        conn.deadline = deadline
+        if deadline < self.next_expiry:
+            self.next_expiry = deadline
 
     def set_deadline(self, conn: Connection, seconds: float) -> None:
         deadline = conn.deadline = self.now + seconds
@@ -405,6 +506,11 @@ class Transport:
             data = b"".join(out)
         else:
             data = out
+        if not conn.sending:
+            # output is pending from now on: the write timeout runs
+            now = conn.tx_at = self.now
+            if now + self._write_probe < self.next_expiry:
+                self.next_expiry = now + self._write_probe
         conn.sending += 1
         self._q_send(conn.handle, conn, data)
 
@@ -423,6 +529,7 @@ class Transport:
         """A send completed.  The common case, a send done while the
         connection just keeps reading, needs no further work."""
         conn.sending -= 1
+        conn.tx_at = self.now       # progress: the write timeout and the idle clock restart
         if status:
             if not conn.closed:
                 self.close(conn)
@@ -476,6 +583,7 @@ class Transport:
         if conn.closed:
             return
         conn.closed = True
+        self.requests_closed += conn.proto.seq_in
         try:
             self.q.close(conn.handle)
         except ValueError:
@@ -491,12 +599,17 @@ class Transport:
         """Every TICK_SECONDS: refresh the Date, expire what is due.
 
         Deadlines are plain floats on the connections (no timer per request);
-        ``next_expiry`` is a lower bound of them, so most ticks skip the sweep.
+        ``next_expiry`` is a lower bound of them and of the write timeouts,
+        so most ticks skip the sweep.
         """
         now = self.now = monotonic()
         if int(time.time()) != self.heads.second:
             self.heads.refresh()
         if self.parent_pid and os.getppid() != self.parent_pid:
+            self.begin_shutdown()
+        if self.max_requests and not self.stopping and self.served() >= self.max_requests:
+            error_log.info("served %d requests (limit-max-requests): stopping to be replaced",
+                           self.served())
             self.begin_shutdown()
         if self.stopping and now >= self.stop_deadline:
             for conn in list(self.conns):
@@ -506,26 +619,80 @@ class Transport:
             for conn in list(self.conns):
                 if conn.deadline <= now:
                     self._expire(conn)
-                if not conn.closed and conn.deadline < earliest:
+                if conn.closed:
+                    continue
+                if conn.sending:
+                    look = self._write_check(conn, now)
+                    if look < earliest:
+                        earliest = look
+                    if conn.closed:
+                        continue
+                if conn.deadline < earliest:
                     earliest = conn.deadline
             self.next_expiry = earliest
         if not self.q.closed:
             self.q.call_later(TICK_SECONDS, _TICK)
 
+    def _write_check(self, conn: Connection, now: float) -> float:
+        """The write timeout of a connection with a send pending: close it
+        if the client has taken nothing for timeout_write seconds; return
+        when to look again.
+
+        A send completes once the kernel holds all of its bytes, and the
+        kernel asks for more only when a good part of its (autotuned,
+        megabytes) buffer is free: a client reading slowly but steadily
+        can go many seconds without a completion.  So from a quarter of
+        the timeout on, the kernel's count of acknowledged bytes is also
+        progress (where the platform tells it).
+        """
+        quiet = now - conn.tx_at
+        if quiet < self._write_probe:
+            return conn.tx_at + self._write_probe
+        acked = _acked_bytes(conn.handle)
+        if acked is not None and conn.acked_at >= conn.tx_at and acked != conn.acked:
+            conn.tx_at = now              # the client took bytes since the last look
+        elif quiet >= self._write_timeout:
+            self.close(conn)              # it has taken nothing for too long
+            return _INF
+        if acked is not None:
+            conn.acked = acked
+            conn.acked_at = now
+        return min(conn.tx_at + self._write_timeout, now + self._write_probe)
+
+    def served(self) -> int:
+        """Requests parsed so far by this process."""
+        return self.requests_closed + sum(conn.proto.seq_in for conn in self.conns)
+
     def _expire(self, conn: Connection) -> None:
         proto = conn.proto
+        now = self.now
         if conn.lingering:
             self.close(conn)
         elif proto.phase == IDLE:
-            # an idle keep-alive connection; one whose application is still
-            # answering (or whose answer is still being sent) is left alone,
-            # and its idle clock restarts once the answer is out
-            if not proto.pending and not conn.buffered:
-                self.close(conn)
+            if proto.pending or conn.buffered:
+                # not idle: the application is still answering, or its answer
+                # is still being sent (the write timeout watches that); look
+                # again later, when the idle clock will have restarted
+                conn.deadline = now + self._ka_timeout
             else:
-                conn.deadline = _INF
+                # idle since the last request or the end of the last answer
+                idle_until = conn.tx_at + self._ka_timeout
+                if now >= idle_until:
+                    self.close(conn)
+                else:
+                    conn.deadline = idle_until
         elif proto.reading:
-            events = proto.timed_out()
+            reason = "request timeout"
+            if proto.phase == BODY:
+                if conn.app_paused:
+                    conn.deadline = _INF      # the application holds reading (body_resumed re-arms)
+                    return
+                due = self._body_due(conn)
+                if now < due:
+                    conn.deadline = due
+                    return
+                reason = "request body too slow"
+            events = proto.timed_out(reason)
             conn.deadline = _INF
             if events:
                 self.dispatcher.on_events(conn, events)
@@ -549,5 +716,8 @@ class Transport:
                 pass
         self.dispatcher.on_stopping()
         for conn in list(self.conns):
-            if conn.proto.idle and not conn.buffered:
+            # idle between requests: closed; one that has not sent its first
+            # request yet (just accepted; it is likely on its way) keeps its
+            # keep-alive time to send it, and gets its answer with a close
+            if conn.proto.idle and not conn.buffered and conn.proto.seq_in:
                 self.close(conn)

@@ -5,7 +5,8 @@ Workers each create their own queue.  Where the OS has SO_REUSEPORT
 connections over them and no accept lock is needed.  Elsewhere, or with
 reuse_port=False, the supervisor makes one listening socket and every worker
 serves it (iocore adopts it).  The supervisor starts the workers, restarts
-one that dies, forwards SIGINT/SIGTERM (a second signal kills at once) and
+one that dies or that stopped by itself (limit_max_requests: at once, not
+as a crash), forwards SIGINT/SIGTERM (a second signal kills at once) and
 exits 0 when all workers have stopped cleanly.
 
 Workers start in one of two ways (``worker_start``):
@@ -235,7 +236,11 @@ class Supervisor:
         self.app = app
         self.app_ref = app_ref
         self.config = config
-        self.per_worker_listeners = config.reuse_port and _reuse_port_supported()
+        # Recycled workers (limit_max_requests) need a listener that outlives
+        # them: with one per worker, a stopping worker's backlog would be
+        # reset, and while every worker restarts nothing would listen.
+        self.per_worker_listeners = (config.reuse_port and _reuse_port_supported()
+                                     and not config.limit_max_requests)
         self.shared: Optional[socket.socket] = None
         self.children: dict[int, Any] = {}   # pid -> _Forked | _Spawned
         self.exits: "queue.Queue[tuple[int, int]]" = queue.Queue()
@@ -395,9 +400,12 @@ class Supervisor:
                 self._on_signal(signal.SIGTERM, None)
                 exit_code = 1
                 continue
-            log.warning("worker %d exited with %s; restarting", pid, code)
-            if time.monotonic() - worker.started < RESTART_BACKOFF:
-                time.sleep(RESTART_BACKOFF)
+            if code == 0:   # it stopped by itself: recycled (limit_max_requests)
+                log.info("worker %d finished; starting a new one", pid)
+            else:
+                log.warning("worker %d exited with %s; restarting", pid, code)
+                if time.monotonic() - worker.started < RESTART_BACKOFF:
+                    time.sleep(RESTART_BACKOFF)
             if not self.stopping:
                 self._start_worker()
         for s in (self.shared, self.placeholder):  # kept until now for restarted workers
