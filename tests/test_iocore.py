@@ -504,6 +504,32 @@ def test_bad_arguments_raise_clear_errors(q):
         q.connect("no-such-host.invalid", 80, "t")
 
 
+def test_handles_and_timers_come_only_from_a_queue():
+    # Made by hand they would have no queue to read through (issue 12).
+    with pytest.raises(TypeError, match="Queue"):
+        iocore.Handle()
+    with pytest.raises(TypeError, match="Queue"):
+        iocore.Timer()
+    # Even bypassing __init__, a queue-less handle is closed, never a crash.
+    out = subprocess.run([sys.executable, "-c", HANDLE_WITHOUT_QUEUE],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "ValueError", "ValueError", "ValueError", "ValueError"]
+
+
+HANDLE_WITHOUT_QUEUE = r"""
+from netcore import iocore
+h = iocore.Handle.__new__(iocore.Handle)
+print(h.closed)
+for call in (h.fileno, lambda: h.sockname, lambda: h.is_listener,
+             lambda: iocore.Queue().cancel_timer(iocore.Timer.__new__(iocore.Timer))):
+    try:
+        call()
+    except Exception as e:
+        print(type(e).__name__)
+"""
+
+
 CLOSE_DURING_CALL = r"""
 import sys
 from netcore import iocore

@@ -81,30 +81,37 @@ cdef class _Pinned:
 
 
 cdef class Handle:
-    """A listener or a connection owned by a Queue."""
+    """A listener or a connection owned by a Queue (made only by its Queue)."""
     cdef readonly Queue queue
     cdef nc_id _id
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Handle objects come from a Queue (listen, accept, connect)")
 
     def __repr__(self):
         state = "closed" if self.closed else ("listener" if self.is_listener else "connection")
         return f"<netcore.iocore.Handle {state} id={self._id:#x}>"
 
+    cdef nc_queue *_core(self) except NULL:
+        # queue is None only for a Handle made by Handle.__new__ by hand.
+        if self.queue is None or self.queue._q == NULL:
+            raise ValueError("the queue is closed")
+        return self.queue._q
+
     @property
     def closed(self):
-        return self.queue._q == NULL or nc_is_listener(self.queue._q, self._id) < 0
+        return self.queue is None or self.queue._q == NULL or nc_is_listener(self.queue._q, self._id) < 0
 
     @property
     def is_listener(self):
-        self.queue._check()
-        rc = nc_is_listener(self.queue._q, self._id)
+        rc = nc_is_listener(self._core(), self._id)
         if rc < 0:
             raise _error(rc, "is_listener")
         return bool(rc)
 
     def fileno(self):
         cdef int rc
-        self.queue._check()
-        fd = nc_fileno_ll(self.queue._q, self._id, &rc)
+        fd = nc_fileno_ll(self._core(), self._id, &rc)
         if rc < 0:
             raise _error(rc, "fileno")
         return fd
@@ -114,9 +121,9 @@ cdef class Handle:
         cdef char host[64]
         cdef int length = sizeof(storage)
         cdef int port = 0
-        self.queue._check()
-        rc = nc_peername(self.queue._q, self._id, &storage, &length) if peer else \
-            nc_sockname(self.queue._q, self._id, &storage, &length)
+        cdef nc_queue *q = self._core()
+        rc = nc_peername(q, self._id, &storage, &length) if peer else \
+            nc_sockname(q, self._id, &storage, &length)
         if rc < 0:
             raise _error(rc, "peername" if peer else "sockname")
         if nc_addr_to_text(&storage, length, host, sizeof(host), &port) < 0:
@@ -132,15 +139,13 @@ cdef class Handle:
         return self._name(True)
 
     def setsockopt(self, int level, int option, int value):
-        self.queue._check()
-        rc = nc_setsockopt(self.queue._q, self._id, level, option, value)
+        rc = nc_setsockopt(self._core(), self._id, level, option, value)
         if rc < 0:
             raise _error(rc, "setsockopt")
 
     def getsockopt(self, int level, int option):
         cdef int value = 0
-        self.queue._check()
-        rc = nc_getsockopt(self.queue._q, self._id, level, option, &value)
+        rc = nc_getsockopt(self._core(), self._id, level, option, &value)
         if rc < 0:
             raise _error(rc, "getsockopt")
         return value
@@ -150,6 +155,9 @@ cdef class Timer:
     """Returned by Queue.call_later; pass it to Queue.cancel_timer."""
     cdef readonly Queue queue
     cdef uint64_t _id
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Timer objects come from Queue.call_later")
 
 
 cdef void _release(void *ctx, void *arg) noexcept nogil:
