@@ -1,26 +1,28 @@
 """Builds netcore._iocore: the Cython wrapper plus the C core, with the
 backend files of the platform being built for."""
 import os
+import runpy
 import sys
 
 from setuptools import Extension, setup
 
 CORE = "src/_iocore"
+SOURCES = runpy.run_path(os.path.join(CORE, "sources.py"))
 
 if sys.platform == "win32":
-    backend_sources = ["win/iocp.c", "win/sock.c"]
+    backend_sources = SOURCES["PLATFORM"]["windows"]
     libraries = ["ws2_32", "mswsock"]
     macros = [("WIN32_LEAN_AND_MEAN", None), ("_WIN32_WINNT", "0x0602")]
     extra_compile_args = []
 elif sys.platform.startswith("linux"):
-    backend_sources = ["unix/epoll.c", "unix/sock.c"]
+    backend_sources = SOURCES["PLATFORM"]["linux"]
     libraries = []
     macros = []
     extra_compile_args = ["-std=gnu11", "-O2", "-fno-strict-aliasing"]
 else:
     raise RuntimeError(f"netcore has no I/O backend for {sys.platform} yet (Linux and Windows are supported)")
 
-sources = ["_iocore.pyx", "core/queue.c", "core/timers.c", "core/errors.c", *backend_sources]
+sources = ["_iocore.pyx", *SOURCES["CORE"], *backend_sources]
 
 ext = Extension(
     "netcore._iocore",

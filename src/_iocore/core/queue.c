@@ -262,6 +262,10 @@ static int hold(nc_queue *q, nc_waiter *w, nc_handle *h)
 
 static void release_held(nc_queue *q, nc_waiter *w)
 {
+    if (w->nloans) {
+        q->be->recycle(q, w->loans, w->nloans);
+        w->nloans = 0;
+    }
     for (int i = 0; i < w->nheld; i++) {
         w->held[i]->holder = NULL;
         nc_handle_unref(q, w->held[i]);
@@ -321,6 +325,27 @@ void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
 {
     op->status = status;
     w->arena_used += n;
+    emit(q, w, op, data, n);
+}
+
+void nc_complete_recv_lent(nc_queue *q, nc_waiter *w, nc_op *op, const char *data,
+                           size_t n, uintptr_t loan)
+{
+    if (w->nloans == w->loans_cap) {
+        int cap = w->loans_cap ? w->loans_cap * 2 : 64;
+        uintptr_t *loans = realloc(w->loans, (size_t)cap * sizeof *loans);
+        if (!loans) {
+            /* Give it straight back and report the shortage instead. */
+            q->be->recycle(q, &loan, 1);
+            op->status = NC_E_NOMEM;
+            emit(q, w, op, NULL, 0);
+            return;
+        }
+        w->loans = loans;
+        w->loans_cap = cap;
+    }
+    w->loans[w->nloans++] = loan;
+    op->status = 0;
     emit(q, w, op, data, n);
 }
 
@@ -427,6 +452,9 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
                 int64_t tn = nc_timers_next_ms(&q->timers, now);
                 if (tn >= 0 && (t < 0 || tn < t))
                     t = tn;
+                int64_t ts = nc_starve_timeout(q, now);
+                if (ts >= 0 && (t < 0 || ts < t))
+                    t = ts;
             }
             if (t > 0x7fffffff)
                 t = 0x7fffffff;
@@ -435,6 +463,7 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
         }
         if (rc < 0)
             break;
+        nc_starve_tick(q, nc_now_ms());
         fire_timers(q);
         deliver(q, w);
         run_ready(q, w);
@@ -465,6 +494,7 @@ void nc_leave(nc_queue *q)
         *pw = w->next;
         q->nwaiters--;
         free(w->arena);
+        free(w->loans);
         free(w->held);
         free(w);
         if (has_work(q, NULL))
@@ -523,19 +553,21 @@ void nc_handle_close(nc_queue *q, nc_handle *h)
     detach(q, h);
     q->be->close(q, h);
     nc_handle_unref(q, h);
+    if (!q->closing)
+        nc_starve_wake(q); /* a descriptor is free again */
 }
 
 void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg)
 {
     nc_lock(&q->lock);
     q->closing = 1;
+    for (nc_waiter *w = q->waiters; w; w = w->next)
+        release_held(q, w);
     for (uint32_t i = 1; i < q->nslots; i++)
         if (q->slots[i].h)
             nc_handle_close(q, q->slots[i].h);
     q->be->destroy(q);
     /* Ops still queued get their ctx handed back, not delivered. */
-    for (nc_waiter *w = q->waiters; w; w = w->next)
-        release_held(q, w);
     nc_handle *h = q->ready_head;
     q->ready_head = q->ready_tail = NULL;
     while (h) {
@@ -558,6 +590,7 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
         nc_waiter *w = q->waiters;
         q->waiters = w->next;
         free(w->arena);
+        free(w->loans);
         free(w->held);
         free(w);
     }

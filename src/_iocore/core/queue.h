@@ -12,6 +12,7 @@
 
 #include "../iocore.h"
 #include "platform.h"
+#include "starve.h"
 #include "timers.h"
 
 typedef struct nc_handle nc_handle;
@@ -55,13 +56,15 @@ struct nc_handle {
     void *be;              /* backend's per-handle state */
 };
 
-/* Per (thread, queue) state: the receive arena that RECV data of its batch
- * lives in, and the handles its batch holds. */
+/* Per (thread, queue) state: where the RECV data of its batch lives (its
+ * arena, or buffers a backend lent it), and the handles its batch holds. */
 struct nc_waiter {
     nc_tid tid;
     nc_waiter *next;
     char *arena;
     size_t arena_len, arena_used;
+    uintptr_t *loans;      /* backend buffers handed out in this batch */
+    int nloans, loans_cap;
     nc_handle **held;      /* each holds a reference */
     int nheld, held_cap;
     /* output of the nc_wait() call in progress */
@@ -78,6 +81,7 @@ typedef struct nc_slot {
 
 typedef struct nc_backend {
     const char *name;
+    const void *impl;      /* the backend's own description (stream.c: its poller) */
     int (*available)(void);
     int (*init)(nc_queue *q);
     /* After every handle is closed: wait for in-flight kernel operations. */
@@ -100,6 +104,10 @@ typedef struct nc_backend {
     void (*wake)(nc_queue *q);
     /* Create a socket, a NC_CONNECTING handle owning op, and start connecting. */
     int (*connect)(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_op *op);
+    /* A starved listener (starve.h) may accept again. NULL if it never starves. */
+    void (*resume_accept)(nc_queue *q, nc_handle *lst);
+    /* Take back buffers lent through nc_complete_recv_lent. May be NULL. */
+    void (*recycle)(nc_queue *q, const uintptr_t *loans, int n);
 } nc_backend;
 
 struct nc_queue {
@@ -115,6 +123,7 @@ struct nc_queue {
     int sleepers;          /* threads blocked in poll() */
     int wake_pending;      /* a wake() is in flight and not yet consumed */
     nc_timers timers;
+    nc_starved starved;    /* listeners out of descriptors */
     nc_op *op_cache;       /* free list */
     int op_cache_len;
     long live_handles, pending_ops, nwaiters;
@@ -140,6 +149,11 @@ void nc_complete(nc_queue *q, nc_op *op, int status);
 /* Deliver a RECV straight into w's batch (data lives in w's arena). */
 void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
                       const char *data, size_t n);
+/* Deliver a RECV whose bytes stay in a buffer the backend owns (a kernel-
+ * provided one): no copy into the arena; the buffer goes back through
+ * be->recycle when w's batch ends, as arena data would expire. */
+void nc_complete_recv_lent(nc_queue *q, nc_waiter *w, nc_op *op, const char *data,
+                           size_t n, uintptr_t loan);
 /* Room for one more RECV in w's batch: NULL if none, else *len bytes at the pointer. */
 char *nc_arena_take(nc_waiter *w, size_t want, size_t *len);
 /* Room for h's pending RECV; when w's batch is full, h stays ready for the

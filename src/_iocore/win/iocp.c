@@ -20,6 +20,7 @@
  * a buffer the kernel may still read.  Any packet for a closed handle only
  * releases its request.
  */
+#include "../core/cursor.h"
 #include "../core/queue.h"
 #include "../core/sock.h"
 #include "wsa.h"
@@ -369,23 +370,6 @@ static void do_recv(nc_queue *q, nc_handle *h, nc_waiter *w)
 
 /* ----------------------------------------------------------------- send */
 
-/* Moves op past `sent` bytes; 1 when every byte is out. */
-static int advance(nc_op *op, size_t sent)
-{
-    op->nbytes += sent;
-    while (op->cur < op->nbufs) {
-        size_t left = op->bufs[op->cur].len - op->off;
-        if (sent < left) {
-            op->off += sent;
-            return 0;
-        }
-        sent -= left;
-        op->cur++;
-        op->off = 0;
-    }
-    return 1;
-}
-
 /* Starts a WSASend for the op at the head of txq unless one is running;
  * ops with nothing (left) to send complete at once. */
 static void issue_send(nc_queue *q, nc_handle *h)
@@ -397,23 +381,20 @@ static void issue_send(nc_queue *q, nc_handle *h)
             nc_complete(q, nc_opq_pop(&h->txq), nc_sock_shutdown_write(h->sock));
             continue;
         }
-        if (advance(op, 0)) { /* skips empty buffers; done if none left */
+        nc_buf slices[MAX_SEND_BUFS];
+        int n = nc_send_slices(op, slices, MAX_SEND_BUFS);
+        if (n == 0) {
             nc_complete(q, nc_opq_pop(&h->txq), 0);
             continue;
         }
-        int n = op->nbufs - op->cur;
-        if (n > MAX_SEND_BUFS)
-            n = MAX_SEND_BUFS;
         io_req *r = req_new(q, h, REQ_SEND, n);
         if (!r) {
             nc_complete(q, nc_opq_pop(&h->txq), NC_E_NOMEM);
             continue;
         }
         for (int i = 0; i < n; i++) {
-            const nc_buf *b = &op->bufs[op->cur + i];
-            size_t skip = i == 0 ? op->off : 0, len = b->len - skip;
-            r->bufs[i].buf = (char *)b->base + skip;
-            r->bufs[i].len = len > 0x7fffffff ? 0x7fffffff : (ULONG)len;
+            r->bufs[i].buf = (char *)slices[i].base;
+            r->bufs[i].len = slices[i].len > 0x7fffffff ? 0x7fffffff : (ULONG)slices[i].len;
         }
         r->op = op;
         if (!pending_or_done(WSASend(h->sock, r->bufs, (DWORD)n, NULL, 0, &r->ov, NULL) == 0)) {
@@ -440,7 +421,7 @@ static void on_send(nc_queue *q, io_req *r, DWORD nbytes)
     DWORD err = req_error(r, h->sock);
     if (err) {
         nc_complete(q, nc_opq_pop(&h->txq), nc_win_status(err));
-    } else if (advance(op, nbytes)) {
+    } else if (nc_send_advance(op, nbytes)) {
         nc_complete(q, nc_opq_pop(&h->txq), 0);
     }
     issue_send(q, h); /* the rest of op, or the next one */
@@ -612,6 +593,7 @@ static void iocp_destroy(nc_queue *q)
 
 const nc_backend nc_backend_iocp = {
     .name = "iocp",
+    .impl = NULL,
     .available = iocp_available,
     .init = iocp_init,
     .destroy = iocp_destroy,
@@ -623,4 +605,6 @@ const nc_backend nc_backend_iocp = {
     .perform = iocp_perform,
     .wake = iocp_wake,
     .connect = iocp_connect,
+    .resume_accept = NULL, /* AcceptEx sockets are made before the accept */
+    .recycle = NULL,
 };
