@@ -2,7 +2,8 @@
 backends.  Read by setup.py and by tests/native_build.py, so a new backend
 file is listed once, here."""
 
-CORE = ["core/queue.c", "core/timers.c", "core/errors.c", "core/cursor.c", "core/starve.c"]
+CORE = ["core/queue.c", "core/thread.c", "core/timers.c", "core/errors.c", "core/cursor.c",
+        "core/starve.c"]
 
 PLATFORM = {
     # stream.c does the I/O for every readiness poller (epoll.c, ...).
