@@ -30,7 +30,8 @@ TIMER = NC_OP_TIMER
 SHUTDOWN = NC_OP_SHUTDOWN
 CANCELLED = NC_CANCELLED
 
-KNOWN_BACKENDS = ("epoll", "iocp", "io_uring")
+KNOWN_BACKENDS = ("epoll", "uring", "iocp")
+_ALIASES = {"io_uring": "uring"}
 
 DEF STACK_EVENTS = 1024
 DEF SEND_STACK_BUFS = 16
@@ -217,6 +218,7 @@ cdef class Queue:
         self._q = NULL
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, not {type(backend).__name__}")
+        backend = _ALIASES.get(backend, backend)
         if backend != "auto" and backend not in KNOWN_BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: auto, {', '.join(KNOWN_BACKENDS)}")
         bname = backend.encode()

@@ -1,8 +1,9 @@
-/* iocore_tests.c: drives the C interface of iocore.h directly, on whatever
- * backend the platform builds (epoll on Linux, IOCP on Windows/Wine).
+/* iocore_tests.c: drives the C interface of iocore.h directly, on any
+ * backend the platform builds (epoll or io_uring on Linux, IOCP on
+ * Windows/Wine).
  *
  * Every scenario uses loopback only and every wait has a deadline.
- * Usage: iocore_tests [--list] [--only NAME]
+ * Usage: iocore_tests [--list] [--only NAME] [--backend NAME]
  */
 #include "iocore.h"
 #include "harness.h"
@@ -35,7 +36,7 @@ static struct sockaddr_in loopback(int port)
 
 static int new_queue(nc_queue **q)
 {
-    int rc = nc_queue_new(NULL, q);
+    int rc = nc_queue_new(t_backend, q);
     if (rc < 0)
         printf("  nc_queue_new: %s\n", nc_status_name(rc));
     return rc;

@@ -20,7 +20,8 @@ static const nc_backend *const backends[] = {
 #ifdef _WIN32
     &nc_backend_iocp,
 #else
-    &nc_backend_epoll,
+    &nc_backend_epoll, /* auto: epoll; uring measured no clear win (README) */
+    &nc_backend_uring,
 #endif
     NULL,
 };
@@ -211,14 +212,29 @@ static int for_holder_only(const nc_handle *h)
     return h && h->holder;
 }
 
+static void push_done(nc_queue *q, nc_op *op)
+{
+    nc_opq_push(&q->done, op);
+    if (!for_holder_only(op->owner))
+        nc_wake_one(q);
+}
+
 void nc_complete(nc_queue *q, nc_op *op, int status)
 {
     op->status = status;
     if (op->kind == NC_OP_RECV)
         op->nbytes = 0; /* a RECV through the FIFO carries no data */
-    nc_opq_push(&q->done, op);
-    if (!for_holder_only(op->owner))
-        nc_wake_one(q);
+    push_done(q, op);
+}
+
+void nc_complete_lent(nc_queue *q, nc_op *op, const char *data, size_t n, uintptr_t loan)
+{
+    op->status = 0;
+    op->nbytes = n;
+    op->data = data;
+    op->loan = loan;
+    op->lent = 1;
+    push_done(q, op);
 }
 
 /* Ops a thread is busy with (the head of a busy queue) are that thread's
@@ -366,25 +382,28 @@ void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
     emit(q, w, op, data, n);
 }
 
-void nc_complete_recv_lent(nc_queue *q, nc_waiter *w, nc_op *op, const char *data,
-                           size_t n, uintptr_t loan)
+/* w's batch takes the loan; out of memory it goes straight back. */
+static int take_loan(nc_queue *q, nc_waiter *w, uintptr_t loan)
 {
     if (w->nloans == w->loans_cap) {
         int cap = w->loans_cap ? w->loans_cap * 2 : 64;
         uintptr_t *loans = realloc(w->loans, (size_t)cap * sizeof *loans);
         if (!loans) {
-            /* Give it straight back and report the shortage instead. */
             q->be->recycle(q, &loan, 1);
-            op->status = NC_E_NOMEM;
-            emit(q, w, op, NULL, 0);
-            return;
+            return -1;
         }
         w->loans = loans;
         w->loans_cap = cap;
     }
     w->loans[w->nloans++] = loan;
-    op->status = 0;
-    emit(q, w, op, data, n);
+    return 0;
+}
+
+void nc_complete_recv_lent(nc_queue *q, nc_waiter *w, nc_op *op, const char *data,
+                           size_t n, uintptr_t loan)
+{
+    op->status = take_loan(q, w, loan) < 0 ? NC_E_NOMEM : 0;
+    emit(q, w, op, op->status ? NULL : data, op->status ? 0 : n);
 }
 
 /* Moves deliverable completions from the FIFO into w's batch. */
@@ -402,7 +421,10 @@ static void deliver(nc_queue *q, nc_waiter *w)
                 q->done.head = next;
             if (q->done.tail == op)
                 q->done.tail = prev;
-            emit(q, w, op, NULL, op->nbytes);
+            if (op->lent)
+                nc_complete_recv_lent(q, w, op, op->data, op->nbytes, op->loan);
+            else
+                emit(q, w, op, NULL, op->nbytes);
         }
         op = next;
     }
@@ -539,17 +561,6 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     return n > 0 ? n : rc;
 }
 
-/* What a waiter's batches need; the record itself belongs to its thread. */
-static void free_batch(nc_waiter *w)
-{
-    free(w->arena);
-    free(w->loans);
-    free(w->held);
-    w->arena = NULL;
-    w->loans = NULL;
-    w->held = NULL;
-}
-
 int nc_waiter_drop(nc_queue *q, nc_waiter *w)
 {
     release_held(q, w);
@@ -559,7 +570,7 @@ int nc_waiter_drop(nc_queue *q, nc_waiter *w)
             q->nwaiters--;
             break;
         }
-    free_batch(w);
+    nc_waiter_free_batch(w); /* the record itself is its thread's */
     return has_work(q, NULL);
 }
 
@@ -659,9 +670,6 @@ void nc_handle_close(nc_queue *q, nc_handle *h)
 
 void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg)
 {
-    /* Threads that waited here keep what is left of their waiter records
-     * and free it themselves (thread.c). */
-    nc_thread_orphan(q);
     nc_lock(&q->lock);
     q->closing = 1;
     for (nc_waiter *w = q->waiters; w; w = w->next)
@@ -669,7 +677,15 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
     for (uint32_t i = 1; i < q->nslots; i++)
         if (q->slots[i].h)
             nc_handle_close(q, q->slots[i].h);
+    for (nc_op *op = q->done.head; op; op = op->next)
+        if (op->lent) { /* back to the backend while it still exists */
+            q->be->recycle(q, &op->loan, 1);
+            op->lent = 0;
+        }
     nc_unlock_q(q); /* the sockets are released here */
+    /* Threads that waited here keep their waiter records and free them
+     * themselves (thread.c). */
+    nc_thread_detach(q);
     q->be->destroy(q);
     nc_lock(&q->lock);
     /* Ops still queued get their ctx handed back, not delivered. */
@@ -687,8 +703,6 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
         if (release)
             release(ctx, arg);
     nc_timers_free(&q->timers);
-    for (nc_waiter *w = q->waiters; w; w = w->next)
-        free_batch(w);
     while ((op = q->op_cache)) {
         q->op_cache = op->next;
         free(op);
@@ -702,7 +716,7 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
 /* ------------------------------------------------------------ operations */
 
 /* Makes a handle of a listening socket; on failure the socket is closed. */
-static int add_listener(nc_queue *q, nc_sock_t s, nc_id *out)
+static int add_listener(nc_queue *q, nc_sock_t s, int adopted, nc_id *out)
 {
     nc_lock(&q->lock);
     int closing = q->closing;
@@ -712,6 +726,7 @@ static int add_listener(nc_queue *q, nc_sock_t s, nc_id *out)
         nc_sock_close(s);
         return closing ? NC_E_CLOSED : NC_E_NOMEM;
     }
+    h->adopted = adopted != 0;
     nc_pin(h); /* nobody knows h yet; attach works on its socket unlocked */
     nc_unlock_q(q);
     int rc = q->be->attach(q, h);
@@ -730,7 +745,7 @@ int nc_listen(nc_queue *q, const struct sockaddr *addr, int addrlen,
 {
     nc_sock_t s;
     int rc = nc_sock_listen(addr, addrlen, backlog, reuse_port, &s);
-    return rc < 0 ? rc : add_listener(q, s, out);
+    return rc < 0 ? rc : add_listener(q, s, 0, out);
 }
 
 int nc_adopt_listener(nc_queue *q, nc_sock_t s, nc_id *out)
@@ -740,7 +755,7 @@ int nc_adopt_listener(nc_queue *q, nc_sock_t s, nc_id *out)
         nc_sock_close(s);
         return rc;
     }
-    return add_listener(q, s, out);
+    return add_listener(q, s, 1, out);
 }
 
 /* Looks up h, checks its kind and queues a new op on it. */

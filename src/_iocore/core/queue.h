@@ -49,6 +49,10 @@ typedef struct nc_op {
     nc_buf *bufs;
     int nbufs, cur;
     size_t off;
+    /* RECV through the FIFO with bytes in a lent buffer (nc_complete_lent) */
+    const char *data;
+    uintptr_t loan;
+    int lent;
     nc_buf inline_bufs[NC_INLINE_BUFS];
 } nc_op;
 
@@ -62,6 +66,7 @@ struct nc_handle {
     int kind;
     unsigned readable : 1, writable : 1, on_ready : 1, starved : 1, closed : 1;
     unsigned hup : 1;      /* peer shut down or reset: reads never block again */
+    unsigned adopted : 1;  /* a listener made elsewhere, maybe shared with other processes */
     unsigned busy;         /* NC_BUSY_* claims */
     /* Readiness reports seen: a thread that ran dry (EAGAIN) clears
      * readable/writable only if no report came while it was reading. */
@@ -207,6 +212,10 @@ void nc_opq_push(nc_opq *qq, nc_op *op);
 nc_op *nc_opq_pop(nc_opq *qq);
 /* Queue a finished operation for delivery by any waiter. */
 void nc_complete(nc_queue *q, nc_op *op, int status);
+/* The same for a RECV (status 0) whose n bytes at data stay in a buffer the
+ * backend lends (given back through be->recycle after the batch that gets
+ * it): how a backend hands over bytes when no waiter is at hand. */
+void nc_complete_lent(nc_queue *q, nc_op *op, const char *data, size_t n, uintptr_t loan);
 /* Deliver a RECV straight into w's batch (data lives in w's arena, taken
  * with nc_arena_take and nc_arena_used). */
 void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
@@ -254,6 +263,7 @@ static inline void nc_poll_end(nc_queue *q)
 static inline void nc_woken(nc_queue *q) { q->wake_pending = 0; }
 
 extern const nc_backend nc_backend_epoll;
+extern const nc_backend nc_backend_uring;
 extern const nc_backend nc_backend_iocp;
 
 #endif

@@ -123,7 +123,7 @@ nc_waiter *nc_thread_waiter(nc_queue *q, int create)
         nc_queue *wq = __atomic_load_n(&w->q, __ATOMIC_ACQUIRE);
         if (wq == q)
             return w;
-        if (!wq) { /* its queue was freed: drop what is left */
+        if (!wq && create) { /* its queue was freed: drop what is left */
             *pw = w->tnext;
             free(w);
             continue;
@@ -153,12 +153,31 @@ void nc_thread_forget(nc_waiter *w)
         }
 }
 
-void nc_thread_orphan(nc_queue *q)
+void nc_waiter_free_batch(nc_waiter *w)
+{
+    free(w->arena);
+    free(w->loans);
+    free(w->held);
+    w->arena = NULL;
+    w->loans = NULL;
+    w->held = NULL;
+}
+
+void nc_thread_detach(nc_queue *q)
 {
     nc_lock(&orphan_lock);
     nc_lock(&q->lock);
-    for (nc_waiter *w = q->waiters; w; w = w->next)
+    /* Unlinked before orphaned: a thread frees an orphaned record at any
+     * time, so nothing of the queue may point at it by then. */
+    nc_waiter *w = q->waiters;
+    q->waiters = NULL;
+    q->nwaiters = 0;
+    while (w) {
+        nc_waiter *next = w->next;
+        nc_waiter_free_batch(w);
         __atomic_store_n(&w->q, NULL, __ATOMIC_RELEASE);
+        w = next;
+    }
     nc_unlock(&q->lock);
     nc_unlock(&orphan_lock);
 }

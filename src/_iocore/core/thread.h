@@ -15,9 +15,12 @@
 nc_waiter *nc_thread_waiter(nc_queue *q, int create);
 /* Unlinks w from its thread's list (the calling thread's; lock held). */
 void nc_thread_forget(nc_waiter *w);
-/* nc_queue_free: the queue's waiters belong to no queue from now on; their
- * threads free what is left of them. */
-void nc_thread_orphan(nc_queue *q);
+/* nc_queue_free: the queue's waiters are taken off it (their batch
+ * memory freed) and belong to no queue from now on; their threads free
+ * the records.  Their batches must have been given back already. */
+void nc_thread_detach(nc_queue *q);
+/* Frees what a waiter's batches need (arena, loans, held list). */
+void nc_waiter_free_batch(nc_waiter *w);
 
 /* The deferred-work list of the calling thread (see queue.h). */
 int nc_thread_defer(nc_queue *q, nc_handle *h, unsigned what, nc_sock_t s, int kind);
