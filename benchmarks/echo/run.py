@@ -1,4 +1,4 @@
-"""Core-level echo benchmark: netcore.iocore vs asyncio vs uvloop.
+"""Core-level echo benchmark: netcore.iocore (epoll, io_uring) vs asyncio vs uvloop.
 
     python benchmarks/echo/run.py            # full run, rewrites RESULTS.md
     python benchmarks/echo/run.py --quick    # smoke run, prints only
@@ -24,7 +24,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import HERE, Server, command_line, info_lines, machine_info, update_section  # noqa: E402
 
-ALL = ("netcore", "asyncio", "uvloop")
+ALL = ("netcore", "netcore-uring", "asyncio", "uvloop")
 TARGET = 1.5  # issue 2: netcore >= 1.5x uvloop messages per server-CPU-second
 
 
@@ -130,12 +130,17 @@ def main():
     tbl, med = table(results, servers)
     print()
     print(tbl)
-    verdict = ""
-    if "netcore" in med and "uvloop" in med:
-        ratio = med["netcore"]["msgs_per_cpu_s"] / med["uvloop"]["msgs_per_cpu_s"]
-        verdict = (f"netcore / uvloop messages per server-CPU-second: **{ratio:.2f}x** "
-                   f"(target {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'})")
-        print("\n" + verdict.replace("**", ""))
+    verdicts = []
+    for name in ("netcore", "netcore-uring"):
+        if name in med and "uvloop" in med:
+            ratio = med[name]["msgs_per_cpu_s"] / med["uvloop"]["msgs_per_cpu_s"]
+            verdicts.append(f"{name} / uvloop messages per server-CPU-second: **{ratio:.2f}x** "
+                            f"(target {TARGET}x: {'met' if ratio >= TARGET else 'NOT met'})")
+    if "netcore" in med and "netcore-uring" in med:
+        ratio = med["netcore-uring"]["msgs_per_cpu_s"] / med["netcore"]["msgs_per_cpu_s"]
+        verdicts.append(f"netcore-uring / netcore (epoll) messages per server-CPU-second: **{ratio:.2f}x**")
+    verdict = "\n\n".join(verdicts)
+    print("\n" + verdict.replace("**", ""))
     if a.quick or a.no_write:
         return
     body = f"""## Throughput: {a.conns} connections x {a.size}-byte ping-pong
@@ -156,7 +161,7 @@ Command:
 
 {verdict}
 """
-    update_section("throughput", body)
+    update_section(f"throughput-{a.conns}" if a.conns != 100 else "throughput", body)
     print(f"\nwrote {os.path.relpath(os.path.join(HERE, 'RESULTS.md'))}")
 
 

@@ -1,6 +1,6 @@
 """Echo servers for the core-level benchmark, selectable by name.
 
-    python servers.py netcore|asyncio|uvloop [--host H] [--port P]
+    python servers.py netcore|netcore-uring|asyncio|uvloop [--host H] [--port P]
 
 Prints "READY <port>" on stdout once listening, then serves until killed
 (SIGTERM/SIGINT).  All three do the same work per message: take the bytes
@@ -11,7 +11,7 @@ import resource
 import signal
 import sys
 
-SERVERS = ("netcore", "asyncio", "uvloop")
+SERVERS = ("netcore", "netcore-uring", "asyncio", "uvloop")
 
 
 def raise_nofile():
@@ -25,10 +25,10 @@ def ready(port):
     print(f"READY {port}", flush=True)
 
 
-def serve_netcore(host, port):
+def serve_netcore(host, port, backend):
     from netcore import iocore
 
-    q = iocore.Queue()
+    q = iocore.Queue(backend)
     lst = q.listen(host, port, backlog=4096)
     # The connection Handle is its own tag: no per-connection Python state.
     q.accept(lst, None)
@@ -100,8 +100,8 @@ def main(argv=None):
     # servers replace this with a loop signal handler.
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
-        if args.server == "netcore":
-            serve_netcore(args.host, args.port)
+        if args.server.startswith("netcore"):
+            serve_netcore(args.host, args.port, "uring" if args.server == "netcore-uring" else "auto")
         else:
             serve_asyncio(args.host, args.port, args.server == "uvloop")
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ CORE = ["core/queue.c", "core/thread.c", "core/timers.c", "core/errors.c", "core
 
 PLATFORM = {
     # stream.c does the I/O for every readiness poller (epoll.c, ...).
-    "linux": ["unix/stream.c", "unix/epoll.c", "unix/uring.c", "unix/sock.c"],
+    "linux": ["unix/stream.c", "unix/epoll.c", "unix/uring.c", "unix/uring_ring.c",
+              "unix/sock.c"],
     "windows": ["win/iocp.c", "win/sock.c"],
 }

@@ -41,7 +41,7 @@
  * only on real NICs with Linux 6.10+.
  */
 #define _GNU_SOURCE
-#include "uring_abi.h"
+#include "uring_ring.h"
 #include "../core/cursor.h"
 #include "../core/queue.h"
 #include "../core/sock.h"
@@ -51,12 +51,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -64,7 +61,6 @@
 #define CQ_FACTOR 8
 #define BUF_SIZE 8192
 #define BUF_COUNT 2048           /* a power of two (NETCORE_URING_BUFFERS in tests) */
-#define BUF_GROUP 0
 #define MAX_IOV 64
 #define ACCEPT_BACKLOG 16        /* accepted before asked for: then pause */
 #define RECV_BUFFERED_MAX (128 * 1024) /* per connection: then pause */
@@ -125,23 +121,7 @@ typedef struct ur_handle {
 } ur_handle;
 
 typedef struct ur_state {
-    int fd;
-    unsigned features;
-    unsigned *sq_khead, *sq_ktail, *sq_kflags, sq_mask, sq_entries;
-    unsigned sq_tail;
-    nc_sqe *sqes;
-    unsigned *cq_khead, *cq_ktail, *cq_koverflow, cq_mask;
-    nc_cqe *cqes;
-    void *sq_map, *cq_map;
-    size_t sq_map_len, cq_map_len, sqes_len;
-    nc_mutex sq_lock;       /* SQE slots and sq_tail (wake() writes without q->lock) */
-    nc_ring_buf *br;        /* the provided-buffer ring */
-    size_t br_len;
-    unsigned nbufs;
-    uint16_t br_tail;
-    unsigned long given;    /* buffers given back, ever */
-    char *bufs;
-    size_t bufs_len;
+    nc_ring r;
     int multishot_recv;     /* 0 once the kernel refused it (Linux < 6.0) */
     int reaping;            /* reap() is on the stack */
     int flush_pending;      /* a submitting kick is deferred */
@@ -155,294 +135,6 @@ typedef struct ur_state {
 #define HS(h) ((ur_handle *)(h)->be)
 
 static void buffers_back(nc_queue *q);
-
-/* --------------------------------------------------------- system calls */
-
-static int sys_setup(unsigned entries, nc_uring_params *p)
-{
-    long r = syscall(NC_NR_io_uring_setup, entries, p);
-    return r < 0 ? -errno : (int)r;
-}
-
-static int sys_enter(int fd, unsigned submit, unsigned min_complete, unsigned flags, void *arg, size_t argsz)
-{
-    long r = syscall(NC_NR_io_uring_enter, fd, submit, min_complete, flags, arg, argsz);
-    return r < 0 ? -errno : (int)r;
-}
-
-static int sys_register(int fd, unsigned op, void *arg, unsigned n)
-{
-    long r = syscall(NC_NR_io_uring_register, fd, op, arg, n);
-    return r < 0 ? -errno : (int)r;
-}
-
-/* ---------------------------------------------------------------- probe */
-
-static const struct {
-    int op;
-    const char *name;
-} needed_ops[] = {
-    {NC_OP_U_NOP, "NOP"},         {NC_OP_U_SENDMSG, "SENDMSG"}, {NC_OP_U_ACCEPT, "ACCEPT"},
-    {NC_OP_U_ASYNC_CANCEL, "ASYNC_CANCEL"}, {NC_OP_U_CONNECT, "CONNECT"}, {NC_OP_U_SEND, "SEND"},
-    {NC_OP_U_RECV, "RECV"},       {NC_OP_U_SHUTDOWN, "SHUTDOWN"},
-};
-
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static int probe_status;
-static char probe_why[200];
-
-/* Test hooks (environment; see README, "io_uring"):
- *   NETCORE_URING_FAKE_ERRNO=EPERM|ENOSYS|EINVAL|ENOMEM: io_uring_setup fails so
- *   NETCORE_URING_FAKE_MISSING_OP=RECV: the probe misses that opcode
- *   NETCORE_URING_ENTRIES=N, NETCORE_URING_BUFFERS=N: a small SQ (CQ 8x) or
- *     buffer ring, to make the CQ overflow or the buffers run out
- *   NETCORE_URING_NO_MULTISHOT_RECV=1: one-shot recvs, as before Linux 6.0 */
-static int fake_errno(void)
-{
-    const char *e = getenv("NETCORE_URING_FAKE_ERRNO");
-    if (!e || !*e)
-        return 0;
-    if (!strcmp(e, "EPERM"))
-        return EPERM;
-    if (!strcmp(e, "ENOSYS"))
-        return ENOSYS;
-    if (!strcmp(e, "EINVAL"))
-        return EINVAL;
-    if (!strcmp(e, "ENOMEM"))
-        return ENOMEM;
-    return EACCES;
-}
-
-static const char *setup_hint(int err)
-{
-    switch (err) {
-    case EPERM:
-        return " (blocked by a seccomp filter such as Docker's default, or by kernel.io_uring_disabled)";
-    case ENOSYS:
-        return " (this kernel has no io_uring)";
-    case ENOMEM:
-        return " (RLIMIT_MEMLOCK too low for the ring)";
-    default:
-        return "";
-    }
-}
-
-/* Registers a small ring of provided buffers and takes it back: 0 if this
- * kernel has ring-mapped buffers (Linux 5.19, with multishot accept). */
-static int try_buf_ring(int fd)
-{
-    size_t len = 4096;
-    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED)
-        return -errno;
-    nc_buf_reg reg = {.ring_addr = (uintptr_t)mem, .ring_entries = 8, .bgid = BUF_GROUP};
-    int rc = sys_register(fd, NC_REGISTER_PBUF_RING, &reg, 1);
-    if (rc == 0)
-        sys_register(fd, NC_UNREGISTER_PBUF_RING, &reg, 1);
-    munmap(mem, len);
-    return rc;
-}
-
-static void run_probe(void)
-{
-    int err = fake_errno();
-    int fd = -1;
-    nc_uring_params p;
-    memset(&p, 0, sizeof p);
-    if (!err && (fd = sys_setup(4, &p)) < 0)
-        err = -fd;
-    if (err) {
-        probe_status = -err;
-        snprintf(probe_why, sizeof probe_why, "io_uring_setup failed: %s%s", strerror(err), setup_hint(err));
-        return;
-    }
-    const unsigned feats = NC_FEAT_SINGLE_MMAP | NC_FEAT_NODROP | NC_FEAT_FAST_POLL | NC_FEAT_EXT_ARG;
-    if ((p.features & feats) != feats) {
-        probe_status = -EOPNOTSUPP;
-        snprintf(probe_why, sizeof probe_why, "io_uring lacks features %#x (Linux 5.11+ needed)", feats & ~p.features);
-        close(fd);
-        return;
-    }
-    size_t plen = sizeof(nc_probe) + 256 * sizeof(nc_probe_op);
-    nc_probe *pr = calloc(1, plen);
-    int rc = pr ? sys_register(fd, NC_REGISTER_PROBE, pr, 256) : -ENOMEM;
-    const char *hidden = getenv("NETCORE_URING_FAKE_MISSING_OP");
-    for (size_t i = 0; rc == 0 && i < sizeof needed_ops / sizeof needed_ops[0]; i++) {
-        int op = needed_ops[i].op;
-        int have = op <= pr->last_op && op < pr->ops_len && (pr->ops[op].flags & NC_PROBE_OP_SUPPORTED);
-        if (!have || (hidden && !strcmp(hidden, needed_ops[i].name))) {
-            probe_status = -EOPNOTSUPP;
-            snprintf(probe_why, sizeof probe_why,
-                     "the kernel lacks IORING_OP_%s (IORING_REGISTER_PROBE)", needed_ops[i].name);
-            free(pr);
-            close(fd);
-            return;
-        }
-    }
-    free(pr);
-    if (rc < 0) {
-        probe_status = rc;
-        snprintf(probe_why, sizeof probe_why, "IORING_REGISTER_PROBE failed: %s", strerror(-rc));
-    } else if ((rc = try_buf_ring(fd)) < 0) {
-        probe_status = rc;
-        snprintf(probe_why, sizeof probe_why,
-                 "the kernel lacks ring-mapped provided buffers (IORING_REGISTER_PBUF_RING, Linux 5.19): %s",
-                 strerror(-rc));
-    }
-    close(fd);
-}
-
-static int ur_probe(char *why, size_t whylen)
-{
-    pthread_once(&probe_once, run_probe);
-    if (probe_status < 0 && whylen)
-        snprintf(why, whylen, "%s", probe_why);
-    return probe_status;
-}
-
-/* ------------------------------------------------------------ the rings */
-
-static int env_int(const char *name, int dflt)
-{
-    const char *v = getenv(name);
-    return v && atoi(v) > 0 ? atoi(v) : dflt;
-}
-
-/* io_uring_setup with the flags this kernel takes, dropping them one by
- * one, in order of least loss, while it answers EINVAL. */
-static int setup_ring(unsigned entries, nc_uring_params *p)
-{
-    static const unsigned optional[] = {NC_SETUP_TASKRUN_FLAG, NC_SETUP_COOP_TASKRUN, NC_SETUP_SUBMIT_ALL,
-                                        NC_SETUP_CQSIZE};
-    unsigned flags = NC_SETUP_CQSIZE | NC_SETUP_SUBMIT_ALL | NC_SETUP_COOP_TASKRUN | NC_SETUP_TASKRUN_FLAG;
-    for (size_t i = 0;; i++) {
-        memset(p, 0, sizeof *p);
-        p->flags = flags;
-        p->cq_entries = entries * CQ_FACTOR;
-        int fd = sys_setup(entries, p);
-        if (fd != -EINVAL || i == sizeof optional / sizeof optional[0])
-            return fd;
-        flags &= ~optional[i];
-    }
-}
-
-static void unmap_rings(ur_state *st)
-{
-    if (st->sqes)
-        munmap(st->sqes, st->sqes_len);
-    if (st->cq_map && st->cq_map != st->sq_map)
-        munmap(st->cq_map, st->cq_map_len);
-    if (st->sq_map)
-        munmap(st->sq_map, st->sq_map_len);
-    if (st->bufs)
-        munmap(st->bufs, st->bufs_len);
-    if (st->br)
-        munmap(st->br, st->br_len);
-}
-
-static int map_rings(ur_state *st, const nc_uring_params *p)
-{
-    st->sq_map_len = p->sq_off.array + p->sq_entries * sizeof(unsigned);
-    st->cq_map_len = p->cq_off.cqes + p->cq_entries * sizeof(nc_cqe);
-    if (st->cq_map_len > st->sq_map_len)
-        st->sq_map_len = st->cq_map_len; /* SINGLE_MMAP: one mapping holds both */
-    st->sq_map = mmap(NULL, st->sq_map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, st->fd,
-                      NC_OFF_SQ_RING);
-    if (st->sq_map == MAP_FAILED) {
-        st->sq_map = NULL;
-        return -errno;
-    }
-    st->cq_map = st->sq_map;
-    st->sqes_len = p->sq_entries * sizeof(nc_sqe);
-    st->sqes = mmap(NULL, st->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, st->fd, NC_OFF_SQES);
-    if (st->sqes == MAP_FAILED) {
-        st->sqes = NULL;
-        return -errno;
-    }
-    char *sq = st->sq_map, *cq = st->cq_map;
-    st->sq_khead = (unsigned *)(sq + p->sq_off.head);
-    st->sq_ktail = (unsigned *)(sq + p->sq_off.tail);
-    st->sq_kflags = (unsigned *)(sq + p->sq_off.flags);
-    st->sq_mask = *(unsigned *)(sq + p->sq_off.ring_mask);
-    st->sq_entries = p->sq_entries;
-    unsigned *array = (unsigned *)(sq + p->sq_off.array);
-    for (unsigned i = 0; i < p->sq_entries; i++)
-        array[i] = i; /* SQE i sits in slot i: only the tail moves */
-    st->sq_tail = *st->sq_ktail;
-    st->cq_khead = (unsigned *)(cq + p->cq_off.head);
-    st->cq_ktail = (unsigned *)(cq + p->cq_off.tail);
-    st->cq_koverflow = (unsigned *)(cq + p->cq_off.overflow);
-    st->cq_mask = *(unsigned *)(cq + p->cq_off.ring_mask);
-    st->cqes = (nc_cqe *)(cq + p->cq_off.cqes);
-    return 0;
-}
-
-/* Lock held (or no other thread yet): the buffer is the ring's again. */
-static void give_buffer(ur_state *st, uint16_t bid)
-{
-    nc_ring_buf *b = &st->br[st->br_tail & (st->nbufs - 1)];
-    b->addr = (uintptr_t)(st->bufs + (size_t)bid * BUF_SIZE);
-    b->len = BUF_SIZE;
-    b->bid = bid;
-    st->br_tail++;
-    st->given++;
-    /* The tail overlays the first entry's resv field. */
-    __atomic_store_n(&st->br[0].resv, st->br_tail, __ATOMIC_RELEASE);
-}
-
-static int map_buffers(ur_state *st)
-{
-    unsigned n = (unsigned)env_int("NETCORE_URING_BUFFERS", BUF_COUNT);
-    for (st->nbufs = 1; st->nbufs < n && st->nbufs < 32768; st->nbufs <<= 1) {
-    }
-    st->br_len = st->nbufs * sizeof(nc_ring_buf);
-    st->br = mmap(NULL, st->br_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    st->bufs_len = (size_t)st->nbufs * BUF_SIZE;
-    st->bufs = mmap(NULL, st->bufs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (st->br == MAP_FAILED || st->bufs == MAP_FAILED) {
-        int err = -errno;
-        if (st->br == MAP_FAILED)
-            st->br = NULL;
-        if (st->bufs == MAP_FAILED)
-            st->bufs = NULL;
-        return err;
-    }
-    nc_buf_reg reg = {.ring_addr = (uintptr_t)st->br, .ring_entries = st->nbufs, .bgid = BUF_GROUP};
-    int rc = sys_register(st->fd, NC_REGISTER_PBUF_RING, &reg, 1);
-    if (rc < 0)
-        return rc;
-    for (unsigned i = 0; i < st->nbufs; i++)
-        give_buffer(st, (uint16_t)i);
-    return 0;
-}
-
-/* ----------------------------------------------------------- submitting */
-
-static int sqe_consumed(const ur_state *st, uint32_t pos)
-{
-    return (int32_t)(__atomic_load_n(st->sq_khead, __ATOMIC_ACQUIRE) - pos) >= 0;
-}
-
-/* sq_lock held: a zeroed free SQE, or NULL when the SQ is full. */
-static nc_sqe *get_sqe(ur_state *st)
-{
-    if (st->sq_tail - __atomic_load_n(st->sq_khead, __ATOMIC_ACQUIRE) >= st->sq_entries)
-        return NULL;
-    nc_sqe *e = &st->sqes[st->sq_tail & st->sq_mask];
-    memset(e, 0, sizeof *e);
-    return e;
-}
-
-static void publish(ur_state *st)
-{
-    st->sq_tail++;
-    __atomic_store_n(st->sq_ktail, st->sq_tail, __ATOMIC_RELEASE);
-}
-
-static unsigned unsubmitted(const ur_state *st)
-{
-    return st->sq_tail - __atomic_load_n(st->sq_khead, __ATOMIC_ACQUIRE);
-}
 
 /* Lock held: fills e for what h wants; 0 if there is nothing to write. */
 static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
@@ -460,7 +152,7 @@ static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
         r = &hs->recv;
         e->opcode = NC_OP_U_RECV;
         e->flags = NC_SQE_BUFFER_SELECT;
-        e->buf_group = BUF_GROUP;
+        e->buf_group = NC_RING_BUF_GROUP;
         e->ioprio = st->multishot_recv ? NC_RECV_MULTISHOT : 0;
         e->len = st->multishot_recv ? 0 : BUF_SIZE;
         break;
@@ -543,7 +235,7 @@ static void add_dirty(ur_state *st, nc_handle *h, unsigned what)
 static void need(ur_state *st, nc_handle *h, unsigned what)
 {
     ur_handle *hs = HS(h);
-    nc_lock(&st->sq_lock);
+    nc_lock(&st->r.sq_lock);
     for (unsigned bit = 1; bit <= W_CANCEL; bit <<= 1) {
         if (!(what & bit))
             continue;
@@ -552,29 +244,29 @@ static void need(ur_state *st, nc_handle *h, unsigned what)
             for (int i = 0; i < 4; i++) {
                 if (!reqs[i]->inflight || reqs[i]->cancelled != 1)
                     continue;
-                nc_sqe *e = get_sqe(st);
+                nc_sqe *e = nc_ring_sqe(&st->r);
                 if (!e)
                     goto full;
                 cancel_sqe(e, reqs[i]);
                 reqs[i]->cancelled = 2; /* asked */
-                publish(st);
+                nc_ring_publish(&st->r);
             }
             continue;
         }
-        nc_sqe *e = get_sqe(st);
+        nc_sqe *e = nc_ring_sqe(&st->r);
         if (!e)
             goto full;
         if (fill_sqe(st, h, bit, e)) {
-            publish(st);
+            nc_ring_publish(&st->r);
             hs->has_sqe = 1;
-            hs->last_sqe = st->sq_tail;
+            hs->last_sqe = st->r.sq_tail;
         }
         what &= ~bit;
     }
-    nc_unlock(&st->sq_lock);
+    nc_unlock(&st->r.sq_lock);
     return;
 full:
-    nc_unlock(&st->sq_lock);
+    nc_unlock(&st->r.sq_lock);
     add_dirty(st, h, what);
 }
 
@@ -618,7 +310,7 @@ static void send_next(nc_queue *q, nc_handle *h)
 static void submit_soon(nc_queue *q)
 {
     ur_state *st = STATE(q);
-    if (st->flush_pending || !unsubmitted(st))
+    if (st->flush_pending || !nc_ring_unsubmitted(&st->r))
         return;
     if (q->sleepers > 0 || !nc_thread_waiter(q, 0)) {
         st->flush_pending = 1;
@@ -638,7 +330,7 @@ static void check_closing(nc_queue *q)
     while (*ph) {
         nc_handle *h = *ph;
         ur_handle *hs = HS(h);
-        if (sqe_consumed(st, hs->last_sqe)) {
+        if (nc_ring_consumed(&st->r, hs->last_sqe)) {
             *ph = hs->closing_next;
             hs->closing = 0;
             nc_unpin(q, h);
@@ -654,7 +346,7 @@ static void check_closing(nc_queue *q)
 static void recycle_chunks(ur_state *st, ur_handle *hs)
 {
     while (hs->ccount) {
-        give_buffer(st, hs->chunks[hs->chead].bid);
+        nc_ring_give(&st->r, hs->chunks[hs->chead].bid);
         hs->chead = (hs->chead + 1) % hs->ccap;
         hs->ccount--;
     }
@@ -697,7 +389,7 @@ static void finish_close_recv(nc_queue *q, ur_handle *hs, const nc_cqe *c, char 
         nc_complete_lent(q, op, data, (size_t)c->res, c->flags >> NC_CQE_BUFFER_SHIFT);
     } else {
         if (data)
-            give_buffer(STATE(q), (uint16_t)(c->flags >> NC_CQE_BUFFER_SHIFT));
+            nc_ring_give(&STATE(q)->r, (uint16_t)(c->flags >> NC_CQE_BUFFER_SHIFT));
         nc_complete(q, op, NC_CANCELLED);
     }
 }
@@ -710,29 +402,29 @@ static void on_recv(nc_queue *q, nc_handle *h, const nc_cqe *c)
     char *data = NULL;
     uint16_t bid = (uint16_t)(c->flags >> NC_CQE_BUFFER_SHIFT);
     if (c->flags & NC_CQE_F_BUFFER)
-        data = st->bufs + (size_t)bid * BUF_SIZE;
+        data = nc_ring_buffer(&st->r, bid);
     if (h->closed && hs->close_recv) {
         if (c->res > 0 || !more)
             finish_close_recv(q, hs, c, data);
         else if (data)
-            give_buffer(st, bid);
+            nc_ring_give(&st->r, bid);
         return;
     }
     if (h->closed && !h->rxq.head) { /* nobody to hand them to */
         if (data)
-            give_buffer(st, bid);
+            nc_ring_give(&st->r, bid);
         return;
     }
     /* Open, or being closed with a recv waiting (close() reaps first):
      * kept for that recv. */
     if (c->res > 0 && data) {
         if (push_chunk(hs, data, (uint32_t)c->res, bid) < 0) {
-            give_buffer(st, bid);
+            nc_ring_give(&st->r, bid);
             hs->rx_err = NC_E_NOMEM;
         }
     } else if (c->res == 0) {
         if (data)
-            give_buffer(st, bid);
+            nc_ring_give(&st->r, bid);
         hs->eof = 1;
     } else if (c->res == -EINVAL && st->multishot_recv && !more) {
         st->multishot_recv = 0; /* Linux < 6.0: one recv per request */
@@ -939,31 +631,26 @@ static void reap(nc_queue *q)
     if (st->reaping)
         return; /* a handler closed a handle: the outer loop goes on */
     st->reaping = 1;
-    unsigned long given = st->given;
-    unsigned head = *st->cq_khead;
+    unsigned long given = st->r.given;
+    unsigned head = *st->r.cq_khead;
     for (;;) {
-        unsigned tail = __atomic_load_n(st->cq_ktail, __ATOMIC_ACQUIRE);
+        unsigned tail = __atomic_load_n(st->r.cq_ktail, __ATOMIC_ACQUIRE);
         if (head == tail)
             break;
         while (head != tail) {
-            nc_cqe c = st->cqes[head & st->cq_mask];
+            nc_cqe c = st->r.cqes[head & st->r.cq_mask];
             head++;
-            __atomic_store_n(st->cq_khead, head, __ATOMIC_RELEASE);
+            __atomic_store_n(st->r.cq_khead, head, __ATOMIC_RELEASE);
             on_cqe(q, &c);
         }
     }
-    int over = (__atomic_load_n(st->sq_kflags, __ATOMIC_ACQUIRE) & NC_SQ_CQ_OVERFLOW) != 0;
+    int over = (nc_ring_sq_flags(&st->r) & NC_SQ_CQ_OVERFLOW) != 0;
     if (over && !st->overflowing)
         st->overflows++;
     st->overflowing = over;
     st->reaping = 0;
-    if (st->nobuf && st->given != given)
+    if (st->nobuf && st->r.given != given)
         buffers_back(q);
-}
-
-static int cq_ready(const ur_state *st)
-{
-    return __atomic_load_n(st->cq_ktail, __ATOMIC_ACQUIRE) != *st->cq_khead;
 }
 
 /* -------------------------------------------------------------- backend */
@@ -975,26 +662,13 @@ static int ur_init(nc_queue *q)
     ur_state *st = calloc(1, sizeof *st);
     if (!st)
         return NC_E_NOMEM;
-    nc_mutex_init(&st->sq_lock);
     st->multishot_recv = !getenv("NETCORE_URING_NO_MULTISHOT_RECV");
-    nc_uring_params p;
-    st->fd = setup_ring((unsigned)env_int("NETCORE_URING_ENTRIES", SQ_ENTRIES), &p);
-    if (st->fd < 0) {
-        int rc = st->fd;
-        nc_mutex_destroy(&st->sq_lock);
-        free(st);
-        return rc;
-    }
-    st->features = p.features;
     q->be_state = st;
-    int rc = map_rings(st, &p);
-    if (rc == 0)
-        rc = map_buffers(st);
-    if (rc < 0) {
+    int rc = nc_ring_open(&st->r, (unsigned)nc_ring_env("NETCORE_URING_ENTRIES", SQ_ENTRIES), CQ_FACTOR,
+                          (unsigned)nc_ring_env("NETCORE_URING_BUFFERS", BUF_COUNT), BUF_SIZE);
+    if (rc < 0)
         ur_destroy(q);
-        return rc;
-    }
-    return 0;
+    return rc;
 }
 
 /* No lock: h is pinned and known to nobody else. */
@@ -1117,7 +791,7 @@ static void ur_close(nc_queue *q, nc_handle *h)
         }
     if (cancel)
         need(st, h, W_CANCEL);
-    if (hs->has_sqe && !sqe_consumed(st, hs->last_sqe)) {
+    if (hs->has_sqe && !nc_ring_consumed(&st->r, hs->last_sqe)) {
         /* An SQE naming the socket is still in the SQ: keep it open. */
         nc_pin(h);
         nc_handle_ref(h);
@@ -1138,7 +812,7 @@ static void ur_recycle(nc_queue *q, const uintptr_t *loans, int n)
 {
     ur_state *st = STATE(q);
     for (int i = 0; i < n; i++)
-        give_buffer(st, (uint16_t)loans[i]);
+        nc_ring_give(&st->r, (uint16_t)loans[i]);
     buffers_back(q);
 }
 
@@ -1146,7 +820,7 @@ static void ur_recycle(nc_queue *q, const uintptr_t *loans, int n)
 static void ur_perform(nc_queue *q, nc_waiter *w)
 {
     ur_state *st = STATE(q);
-    unsigned long given = st->given;
+    unsigned long given = st->r.given;
     long budget = q->nready;
     nc_handle *hs_[32];
     int nh;
@@ -1185,7 +859,7 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
                     c->data += take;
                     c->len -= (uint32_t)take;
                     if (c->len == 0) {
-                        give_buffer(st, c->bid);
+                        nc_ring_give(&st->r, c->bid);
                         hs->chead = (hs->chead + 1) % hs->ccap;
                         hs->ccount--;
                     }
@@ -1211,7 +885,7 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
             nc_handle_unref(q, h);
         }
     }
-    if (st->nobuf && st->given != given)
+    if (st->nobuf && st->r.given != given)
         buffers_back(q);
 }
 
@@ -1221,29 +895,19 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
     ur_state *st = STATE(q);
     flush_dirty(q);
     for (int round = 0;; round++) {
-        unsigned submit = unsubmitted(st);
-        int ready = cq_ready(st);
-        int taskrun = (__atomic_load_n(st->sq_kflags, __ATOMIC_ACQUIRE) & NC_SQ_TASKRUN) != 0;
+        unsigned submit = nc_ring_unsubmitted(&st->r);
+        int ready = nc_ring_cq_ready(&st->r);
+        int taskrun = (nc_ring_sq_flags(&st->r) & NC_SQ_TASKRUN) != 0;
         int rc = 0;
         if (!(ready && !submit && !taskrun && !st->overflowing)) {
             /* One system call submits the batch and waits. */
-            unsigned flags = NC_ENTER_GETEVENTS;
-            nc_kernel_timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
-            nc_getevents_arg arg = {0, 0, 0, (uintptr_t)&ts};
-            void *argp = NULL;
-            size_t argsz = 0;
             unsigned min = ready || st->overflowing || round ? 0 : timeout_ms != 0;
-            if (min && timeout_ms > 0) {
-                flags |= NC_ENTER_EXT_ARG;
-                argp = &arg;
-                argsz = sizeof arg;
-            }
             st->flush_pending = 0;
             if (min)
                 nc_poll_begin(q);
             else
                 nc_unlock_q(q);
-            rc = sys_enter(st->fd, submit, min, flags, argp, argsz);
+            rc = nc_ring_enter(&st->r, submit, 1, min, timeout_ms);
             if (min)
                 nc_poll_end(q);
             else
@@ -1269,10 +933,10 @@ static void ur_kick(nc_queue *q, nc_handle *h, unsigned what)
     nc_lock(&q->lock);
     st->flush_pending = 0;
     flush_dirty(q);
-    unsigned submit = unsubmitted(st);
+    unsigned submit = nc_ring_unsubmitted(&st->r);
     nc_unlock_q(q);
     if (submit)
-        sys_enter(st->fd, submit, 0, 0, NULL, 0);
+        nc_ring_enter(&st->r, submit, 0, 0, -1);
     nc_lock(&q->lock);
     check_closing(q);
     nc_unlock_q(q);
@@ -1282,16 +946,16 @@ static void ur_kick(nc_queue *q, nc_handle *h, unsigned what)
 static void ur_wake(nc_queue *q)
 {
     ur_state *st = STATE(q);
-    nc_lock(&st->sq_lock);
-    nc_sqe *e = get_sqe(st);
+    nc_lock(&st->r.sq_lock);
+    nc_sqe *e = nc_ring_sqe(&st->r);
     if (e) {
         e->opcode = NC_OP_U_NOP;
         e->user_data = UD_WAKE;
-        publish(st);
+        nc_ring_publish(&st->r);
     }
-    unsigned submit = unsubmitted(st);
-    nc_unlock(&st->sq_lock);
-    sys_enter(st->fd, submit, 0, 0, NULL, 0);
+    unsigned submit = nc_ring_unsubmitted(&st->r);
+    nc_unlock(&st->r.sq_lock);
+    nc_ring_enter(&st->r, submit, 0, 0, -1);
 }
 
 static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_op *op)
@@ -1329,7 +993,7 @@ static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_
 static void ur_stats(nc_queue *q, nc_stats *out)
 {
     ur_state *st = STATE(q);
-    out->cq_overflow = st->overflows + (long)__atomic_load_n(st->cq_koverflow, __ATOMIC_RELAXED);
+    out->cq_overflow = st->overflows + (long)__atomic_load_n(st->r.cq_koverflow, __ATOMIC_RELAXED);
 }
 
 static void ur_destroy(nc_queue *q)
@@ -1337,29 +1001,27 @@ static void ur_destroy(nc_queue *q)
     ur_state *st = STATE(q);
     if (!st)
         return;
-    if (st->sqes && st->inflight > 0) {
+    if (st->r.sqes && st->inflight > 0) {
         /* Every handle is closed; the kernel may still write into our
          * buffers until each request has ended, so cancel them all and
          * wait for the ends (as IOCP's drain does). */
-        nc_lock(&st->sq_lock);
-        nc_sqe *e = get_sqe(st);
+        nc_lock(&st->r.sq_lock);
+        nc_sqe *e = nc_ring_sqe(&st->r);
         if (e) {
             e->opcode = NC_OP_U_ASYNC_CANCEL;
             e->op_flags = NC_CANCEL_ANY | NC_CANCEL_ALL;
             e->fd = -1;
             e->user_data = UD_CANCEL;
-            publish(st);
+            nc_ring_publish(&st->r);
         }
-        nc_unlock(&st->sq_lock);
+        nc_unlock(&st->r.sq_lock);
         uint64_t give_up = nc_now_ms() + DRAIN_LIMIT_MS;
         nc_lock(&q->lock);
         while (st->inflight > 0 && nc_now_ms() < give_up) {
             flush_dirty(q);
-            unsigned submit = unsubmitted(st);
-            nc_kernel_timespec ts = {0, 100 * 1000000L};
-            nc_getevents_arg arg = {0, 0, 0, (uintptr_t)&ts};
+            unsigned submit = nc_ring_unsubmitted(&st->r);
             nc_unlock_q(q);
-            sys_enter(st->fd, submit, 1, NC_ENTER_GETEVENTS | NC_ENTER_EXT_ARG, &arg, sizeof arg);
+            nc_ring_enter(&st->r, submit, 1, 1, 100);
             nc_lock(&q->lock);
             check_closing(q);
             reap(q);
@@ -1382,10 +1044,7 @@ static void ur_destroy(nc_queue *q)
         nc_handle_unref(q, h);
     }
     nc_unlock_q(q);
-    if (st->fd >= 0)
-        close(st->fd); /* the kernel lets go of the buffer ring with it */
-    unmap_rings(st);
-    nc_mutex_destroy(&st->sq_lock);
+    nc_ring_close(&st->r);
     free(st);
     q->be_state = NULL;
 }
@@ -1393,7 +1052,7 @@ static void ur_destroy(nc_queue *q)
 const nc_backend nc_backend_uring = {
     .name = "uring",
     .impl = NULL,
-    .probe = ur_probe,
+    .probe = nc_ring_probe,
     .init = ur_init,
     .destroy = ur_destroy,
     .attach = ur_attach,
