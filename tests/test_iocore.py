@@ -97,6 +97,25 @@ def test_accept_drains_the_backlog(q):
         c.close()
 
 
+def test_a_burst_of_connections_is_accepted_whole_one_op_at_a_time(q):
+    # A backend may take connections ahead of the accept ops (io_uring's
+    # multishot accept does): none of them may be dropped.
+    lst = q.listen("127.0.0.1", 0, backlog=1024)
+    clients = [socket.create_connection(lst.sockname) for _ in range(300)]
+    conns = []
+    while len(conns) < 300:
+        q.accept(lst, "a")
+        (ev,) = collect(q, 1)
+        assert ev[2] == 0, ev
+        conns.append(ev[3])
+    assert q.stats()["live_handles"] == 301
+    for c in clients:  # none was closed: no EOF waiting on any
+        c.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            c.recv(1)
+        c.close()
+
+
 def test_connections_have_nodelay_and_listeners_reuse_port(q):
     server, client = pair(q)
     for h in (server, client):

@@ -510,6 +510,20 @@ static void arm_accept(ur_state *st, nc_handle *lst)
         need(st, lst, W_ACCEPT);
 }
 
+static int keep_accepted(ur_handle *hs, int fd)
+{
+    if (hs->nfds == hs->fcap) {
+        int cap = hs->fcap ? hs->fcap * 2 : 8;
+        int *fds = realloc(hs->fds, (size_t)cap * sizeof *fds);
+        if (!fds)
+            return -1;
+        hs->fds = fds;
+        hs->fcap = cap;
+    }
+    hs->fds[hs->nfds++] = fd;
+    return 0;
+}
+
 static void on_accept(nc_queue *q, nc_handle *lst, const nc_cqe *c)
 {
     ur_state *st = STATE(q);
@@ -519,15 +533,16 @@ static void on_accept(nc_queue *q, nc_handle *lst, const nc_cqe *c)
             close_fd_later(q, c->res);
         } else if (lst->rxq.head) {
             hand_accepted(q, lst, c->res);
-        } else if (hs->nfds < hs->fcap || (hs->fcap < ACCEPT_BACKLOG * 4 &&
-                   (hs->fds = realloc(hs->fds, (size_t)(hs->fcap = hs->fcap ? hs->fcap * 2 : 8) * sizeof(int))))) {
-            hs->fds[hs->nfds++] = c->res;
+        } else if (keep_accepted(hs, c->res) == 0) {
+            /* Taken ahead of the accept ops.  Past the backlog the accept is
+             * cancelled (the rest stay in the kernel's), but what it took
+             * meanwhile is kept: an accepted connection is never dropped. */
             if (hs->nfds >= ACCEPT_BACKLOG && hs->accept.inflight && !hs->accept.cancelled) {
-                hs->accept.cancelled = 1; /* enough taken: leave the rest to the backlog */
+                hs->accept.cancelled = 1;
                 need(st, lst, W_CANCEL);
             }
         } else {
-            close_fd_later(q, c->res);
+            close_fd_later(q, c->res); /* out of memory */
         }
     } else if (c->res == -EMFILE || c->res == -ENFILE || c->res == -ENOBUFS || c->res == -ENOMEM) {
         if (!lst->closed)
