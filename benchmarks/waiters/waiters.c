@@ -52,12 +52,14 @@ typedef struct pair {
 } pair;
 
 static nc_queue *q;
+static pair *pairs;
+static int nconns, nthreads;
 static size_t msg_bytes;
 static volatile int stop;
 static long errors;
 
 typedef struct worker {
-    int index;
+    int index;              /* set by main */
     uint64_t done;         /* round trips finished by this thread */
     uint64_t events;
     char pad[64];          /* keep the counters of two threads apart */
@@ -190,6 +192,15 @@ static void *run(void *arg)
 {
     worker *wk = arg;
     nc_event evs[BATCH];
+    /* Each thread starts its share of the connections: on io_uring a
+     * request's kernel work runs in the thread that submitted it, so a
+     * setup thread that started them all would do every receive. */
+    for (int i = wk->index; i < nconns; i += nthreads) {
+        if (nc_recv(q, pairs[i].s.id, msg_bytes, &pairs[i].s) < 0 ||
+            nc_recv(q, pairs[i].c.id, msg_bytes, &pairs[i].c) < 0)
+            fail("recv", 0);
+        send_message(&pairs[i]);
+    }
     while (!stop) {
         int n = nc_wait(q, evs, BATCH, 200);
         if (n < 0 && n != NC_E_INTR) {
@@ -216,7 +227,7 @@ static int must(int rc, const char *what)
     return rc;
 }
 
-static void connect_pairs(pair *pairs, int conns)
+static void connect_pairs(void)
 {
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
@@ -228,7 +239,7 @@ static void connect_pairs(pair *pairs, int conns)
     int len = 0;
     must(nc_sockname(q, lst, &ss, &len), "sockname");
     a.sin_port = ((struct sockaddr_in *)&ss)->sin_port;
-    for (int i = 0; i < conns; i++) {
+    for (int i = 0; i < nconns; i++) {
         /* Both ends' ctx say which pair; the accept and connect tell apart by op. */
         must(nc_accept(q, lst, &pairs[i].s), "accept");
         must(nc_connect(q, (struct sockaddr *)&a, sizeof a, &pairs[i].c), "connect");
@@ -269,27 +280,29 @@ int main(int argc, char **argv)
         return 2;
     }
     must(nc_queue_new(backend, &q), backend);
-    pair *pairs = calloc((size_t)conns, sizeof *pairs);
+    nconns = conns;
+    nthreads = threads;
+    pairs = calloc((size_t)conns, sizeof *pairs);
     for (int i = 0; i < conns; i++) {
         pairs[i].index = i;
         pairs[i].c = (end){&pairs[i], 1, 0, 0, 0, malloc(msg_bytes)};
         pairs[i].s = (end){&pairs[i], 0, 0, 0, 0, malloc(msg_bytes)};
     }
-    connect_pairs(pairs, conns);
-    for (int i = 0; i < conns; i++) {
+    connect_pairs();
+    for (int i = 0; i < conns; i++)
         fill(&pairs[i]);
-        must(nc_recv(q, pairs[i].s.id, msg_bytes, &pairs[i].s), "recv");
-        must(nc_recv(q, pairs[i].c.id, msg_bytes, &pairs[i].c), "recv");
-        send_message(&pairs[i]);
-    }
 #ifdef _WIN32
     HANDLE th[MAX_THREADS];
-    for (int i = 0; i < threads; i++)
+    for (int i = 0; i < threads; i++) {
+        workers[i].index = i;
         th[i] = CreateThread(NULL, 0, run, &workers[i], 0, NULL);
+    }
 #else
     pthread_t th[MAX_THREADS];
-    for (int i = 0; i < threads; i++)
+    for (int i = 0; i < threads; i++) {
+        workers[i].index = i;
         pthread_create(&th[i], NULL, run, &workers[i]);
+    }
 #endif
     sleep_s(warmup);
     uint64_t done0 = 0, done1 = 0;
