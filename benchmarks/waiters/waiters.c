@@ -34,7 +34,7 @@
 #endif
 
 #define MAX_THREADS 64
-#define BATCH 64
+#define BATCH 256 /* events per nc_wait; a server takes large batches */
 
 typedef struct end {
     struct pair *pair;

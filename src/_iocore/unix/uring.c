@@ -114,11 +114,18 @@ typedef struct ur_handle {
     int dirty, nobuf, closing;
     int has_sqe;
     uint32_t last_sqe;      /* SQ position just past the last SQE naming sock */
-    struct msghdr msg;
-    struct iovec iov[MAX_IOV];
-    struct sockaddr_storage addr;
+    struct ur_msg *msg;     /* a gathered send's header, made on first use */
+    struct sockaddr_storage *addr; /* the connect's, until it is done */
     socklen_t addrlen;
 } ur_handle;
+
+/* What a sendmsg needs to stay put while the kernel may read it.  Apart
+ * from ur_handle: most connections never gather, and an idle connection
+ * should cost little. */
+typedef struct ur_msg {
+    struct msghdr msg;
+    struct iovec iov[MAX_IOV];
+} ur_msg;
 
 typedef struct ur_state {
     nc_ring r;
@@ -170,20 +177,23 @@ static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
         nc_buf slices[MAX_IOV];
         int n = nc_send_slices(op, slices, MAX_IOV); /* >0: send_next took empty ones */
         e->op_flags = MSG_NOSIGNAL;
+        if (n > 1 && !hs->msg && !(hs->msg = malloc(sizeof *hs->msg)))
+            n = 1; /* out of memory: the first slice alone, the rest after it */
         if (n == 1) {
             e->opcode = NC_OP_U_SEND;
             e->addr = (uintptr_t)slices[0].base;
             e->len = slices[0].len > 0x7fffffff ? 0x7fffffff : (uint32_t)slices[0].len;
         } else {
+            ur_msg *m = hs->msg;
             for (int i = 0; i < n; i++) {
-                hs->iov[i].iov_base = (void *)slices[i].base;
-                hs->iov[i].iov_len = slices[i].len;
+                m->iov[i].iov_base = (void *)slices[i].base;
+                m->iov[i].iov_len = slices[i].len;
             }
-            memset(&hs->msg, 0, sizeof hs->msg);
-            hs->msg.msg_iov = hs->iov;
-            hs->msg.msg_iovlen = (size_t)n;
+            memset(&m->msg, 0, sizeof m->msg);
+            m->msg.msg_iov = m->iov;
+            m->msg.msg_iovlen = (size_t)n;
             e->opcode = NC_OP_U_SENDMSG;
-            e->addr = (uintptr_t)&hs->msg;
+            e->addr = (uintptr_t)&m->msg;
             e->len = 1;
         }
         break;
@@ -191,7 +201,7 @@ static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
     case W_CONNECT:
         r = &hs->connect;
         e->opcode = NC_OP_U_CONNECT;
-        e->addr = (uintptr_t)&hs->addr;
+        e->addr = (uintptr_t)hs->addr;
         e->off = hs->addrlen;
         break;
     default:
@@ -708,6 +718,8 @@ static void ur_free_handle(nc_queue *q, nc_handle *h)
         return;
     free(hs->chunks);
     free(hs->fds);
+    free(hs->msg);
+    free(hs->addr);
     free(hs);
     h->be = NULL;
 }
@@ -985,6 +997,11 @@ static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_
     nc_lock(&q->lock);
     nc_handle *h = q->closing ? NULL : nc_handle_new(q, fd, NC_CONNECTING);
     ur_handle *hs = h ? new_hstate(h) : NULL;
+    if (hs && !(hs->addr = malloc(sizeof *hs->addr))) {
+        nc_handle_close(q, h); /* closes fd */
+        nc_unlock_q(q);
+        return NC_E_NOMEM;
+    }
     if (!hs) {
         int rc = q->closing ? NC_E_CLOSED : NC_E_NOMEM;
         if (h)
@@ -994,7 +1011,7 @@ static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_
             close(fd);
         return rc;
     }
-    memcpy(&hs->addr, addr, (size_t)addrlen);
+    memcpy(hs->addr, addr, (size_t)addrlen);
     hs->addrlen = (socklen_t)addrlen;
     op->result = h->id;
     nc_op_attach(h, &h->txq, op);
