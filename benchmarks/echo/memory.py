@@ -1,4 +1,4 @@
-"""Server memory per idle connection: netcore.iocore vs uvloop vs asyncio.
+"""Server memory per idle connection: netcore.iocore (epoll, io_uring) vs uvloop vs asyncio.
 
     python benchmarks/echo/memory.py [--conns 10000] [--no-write]
 
@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import Server, command_line, info_lines, machine_info, update_section  # noqa: E402
 
-ALL = ("netcore", "uvloop", "asyncio")
+ALL = ("netcore", "netcore-uring", "uvloop", "asyncio")
 
 
 def rss_bytes(pid):

@@ -31,6 +31,18 @@ RESULTS = os.path.join(HERE, "RESULTS.md")
 WINE = "/usr/lib/wine/wine64"
 TARGET = 1.7  # issue 9: 2 threads >= 1.7x the messages/s of 1
 QUIET = 0.1   # "other load" (cores) below which a repetition had the machine to itself
+NOTES = """
+Notes:
+- Only the repetitions marked quiet had the machine to themselves; the medians over all
+  repetitions measure the other jobs as much as the core.
+- io_uring: one ring per queue is shared by the waiters, and the kernel serializes work on a
+  ring under its mutex (`ctx->uring_lock`: submissions, and the completion work each thread
+  runs for what it submitted); `perf` puts ~30% of the CPU of a 2-thread run in
+  `mutex_spin_on_owner`.  More threads on one ring cannot scale; a ring per waiter would.
+- iocp is Wine's: its completion ports go through wineserver round trips, so a single
+  thread waits most of the time and more threads overlap the waits; it says nothing about
+  Windows.
+"""
 
 
 def build(outdir, target):
@@ -175,7 +187,7 @@ Command:
 {tbl}
 
 {chr(10).join(verdicts)}
-"""
+{NOTES}"""
     with open(RESULTS, "w") as f:
         f.write(text)
     print(f"\nwrote {os.path.relpath(RESULTS)}")
