@@ -62,6 +62,27 @@ def test_a_refused_probe_falls_back_to_epoll_and_names_the_reason(env, code, rea
         assert err == code and reason in message and "not available" in message, r
 
 
+ECHO = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from iocore_helpers import one, pair
+from netcore import iocore
+q = iocore.Queue("uring")
+server, client = pair(q)
+q.send(client, "s", [b"still ", b"works"])
+one(q)
+q.recv(server, "r")
+print(json.dumps(one(q)[3].decode()))
+"""
+
+
+@needs_uring
+@pytest.mark.parametrize("refused", ["0x100", "0x388"], ids=["coop-taskrun", "every-optional-flag"])
+def test_setup_flags_the_kernel_refuses_are_dropped(refused):
+    # 0x100 COOP_TASKRUN (TASKRUN_FLAG goes with it); 0x388 also CQSIZE, SUBMIT_ALL.
+    assert run_child(ECHO, HERE, NETCORE_URING_REFUSE_FLAGS=refused) == "still works"
+
+
 STATS = r"""
 import json, socket, sys
 sys.path.insert(0, sys.argv[1])

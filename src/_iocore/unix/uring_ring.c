@@ -51,7 +51,8 @@ static char probe_why[200];
  *   NETCORE_URING_FAKE_MISSING_OP=RECV: the probe misses that opcode
  *   NETCORE_URING_ENTRIES=N, NETCORE_URING_BUFFERS=N: a small SQ (CQ 8x) or
  *     buffer ring, to make the CQ overflow or the buffers run out
- *   NETCORE_URING_NO_MULTISHOT_RECV=1: one-shot recvs, as before Linux 6.0 */
+ *   NETCORE_URING_NO_MULTISHOT_RECV=1: one-shot recvs, as before Linux 6.0
+ *   NETCORE_URING_REFUSE_FLAGS=0x388: setup says EINVAL to those setup flags */
 static int fake_errno(void)
 {
     const char *e = getenv("NETCORE_URING_FAKE_ERRNO");
@@ -170,11 +171,13 @@ static int setup_ring(unsigned entries, unsigned cq_factor, nc_uring_params *p)
     static const unsigned optional[] = {NC_SETUP_TASKRUN_FLAG, NC_SETUP_COOP_TASKRUN, NC_SETUP_SUBMIT_ALL,
                                         NC_SETUP_CQSIZE};
     unsigned flags = NC_SETUP_CQSIZE | NC_SETUP_SUBMIT_ALL | NC_SETUP_COOP_TASKRUN | NC_SETUP_TASKRUN_FLAG;
+    const char *refuse_env = getenv("NETCORE_URING_REFUSE_FLAGS"); /* a test hook: act older */
+    unsigned refuse = refuse_env ? (unsigned)strtoul(refuse_env, NULL, 0) : 0;
     for (size_t i = 0;; i++) {
         memset(p, 0, sizeof *p);
         p->flags = flags;
         p->cq_entries = entries * cq_factor;
-        int fd = sys_setup(entries, p);
+        int fd = flags & refuse ? -EINVAL : sys_setup(entries, p);
         if (fd != -EINVAL || i == sizeof optional / sizeof optional[0])
             return fd;
         flags &= ~optional[i];
