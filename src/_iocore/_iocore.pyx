@@ -294,7 +294,8 @@ cdef class Queue:
         while self._calls:  # calls of other threads still inside the core
             with nogil:
                 nc_yield()
-        nc_queue_free(q, _release, NULL)
+        with nogil:  # closes sockets, drains the kernel; _release takes the GIL back
+            nc_queue_free(q, _release, NULL)
 
     def listen(self, host, int port, int backlog=1024, bint reuse_port=False):
         cdef sockaddr_storage addr
