@@ -30,7 +30,7 @@ TIMER = NC_OP_TIMER
 SHUTDOWN = NC_OP_SHUTDOWN
 CANCELLED = NC_CANCELLED
 
-KNOWN_BACKENDS = ("epoll", "uring", "iocp")
+KNOWN_BACKENDS = ("epoll", "uring", "poll", "iocp")
 _ALIASES = {"io_uring": "uring"}
 
 DEF STACK_EVENTS = 1024

@@ -6,10 +6,9 @@ reaches another's build."""
 CORE = ["core/queue.c", "core/thread.c", "core/timers.c", "core/errors.c", "core/cursor.c",
         "core/starve.c"]
 
-# The portable POSIX backend (issue 10): readiness from poll(2), every POSIX
-# platform gets it, as the fallback where no native event model is built.
-# Not written yet; when unix/poll.c lands, this is ["unix/poll.c"].
-POSIX_PORTABLE: list = []
+# The portable POSIX backend: readiness from poll(2); every POSIX platform
+# gets it, as the fallback where no native event model is built.
+POSIX_PORTABLE = ["unix/poll.c"]
 
 # stream.c does the I/O for every readiness poller (epoll.c, poll.c, ...);
 # sock.c holds the platform's socket calls.
@@ -17,9 +16,9 @@ _STREAM = ["unix/stream.c", "unix/sock.c"]
 
 PLATFORM = {
     "linux": [*_STREAM, "unix/epoll.c", "unix/uring.c", "unix/uring_ring.c", *POSIX_PORTABLE],
-    "darwin": [*_STREAM, *POSIX_PORTABLE] if POSIX_PORTABLE else [],   # kqueue would go here
-    "bsd": [*_STREAM, *POSIX_PORTABLE] if POSIX_PORTABLE else [],      # kqueue would go here
-    "posix": [*_STREAM, *POSIX_PORTABLE] if POSIX_PORTABLE else [],    # any other POSIX system
+    "darwin": [*_STREAM, *POSIX_PORTABLE],   # kqueue would go here
+    "bsd": [*_STREAM, *POSIX_PORTABLE],      # kqueue would go here
+    "posix": [*_STREAM, *POSIX_PORTABLE],    # any other POSIX system
     "windows": ["win/iocp.c", "win/sock.c"],
 }
 

@@ -20,8 +20,11 @@ static const nc_backend *const backends[] = {
 #ifdef _WIN32
     &nc_backend_iocp,
 #else
+#ifdef __linux__
     &nc_backend_epoll, /* auto: epoll; uring measured no clear win (README) */
     &nc_backend_uring,
+#endif
+    &nc_backend_poll, /* every POSIX system: the one auto takes where nothing else is built */
 #endif
     NULL,
 };

@@ -263,6 +263,7 @@ static inline void nc_poll_end(nc_queue *q)
 static inline void nc_woken(nc_queue *q) { q->wake_pending = 0; }
 
 extern const nc_backend nc_backend_epoll;
+extern const nc_backend nc_backend_poll;
 extern const nc_backend nc_backend_uring;
 extern const nc_backend nc_backend_iocp;
 

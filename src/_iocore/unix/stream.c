@@ -8,7 +8,7 @@
  * them (a deferred kick, right after it drops the lock), as uvloop does;
  * recvs and accepts run in a waiter's nc_wait().
  */
-#define _GNU_SOURCE /* accept4 */
+#include "posix.h"
 #include "stream.h"
 #include "../core/cursor.h"
 #include "../core/sock.h"
@@ -251,7 +251,7 @@ static void exec_send(task *k)
             iov[i].iov_len = slices[i].len;
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t sent = sendmsg(h->sock, &msg, MSG_NOSIGNAL);
+        ssize_t sent = sendmsg(h->sock, &msg, NC_SEND_FLAGS);
         if (sent < 0) {
             if (errno == EINTR)
                 continue;
@@ -269,7 +269,7 @@ static void exec_send(task *k)
 static void exec_accept(nc_queue *q, task *k)
 {
     for (k->accepted = 0; k->accepted < k->nconn;) {
-        int fd = accept4(k->h->sock, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = nc_posix_accept(k->h->sock);
         if (fd < 0) {
             int err = errno;
             if (err == EINTR || err == ECONNABORTED || err == EPROTO)
@@ -525,7 +525,7 @@ void nc_stream_close(nc_queue *q, nc_handle *h)
 
 int nc_stream_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_op *op)
 {
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = nc_posix_socket(addr->sa_family);
     if (fd < 0)
         return -errno;
     set_nodelay(fd);
