@@ -11,41 +11,21 @@ normal build; scripts/sanitize.sh and scripts/fuzz.sh use it.
 import glob
 import os
 import re
+import runpy
 import sys
 
 from setuptools import Extension, setup
 
 CORE = "src/_iocore"
+SOURCES = runpy.run_path(os.path.join(CORE, "sources.py"))
 
-# The portable POSIX backend (issue 10): every POSIX platform gets it, as
-# the fallback where no native event model is built.  Not written yet; when
-# unix/poll.c lands, this line becomes POSIX_PORTABLE = ["unix/poll.c"].
-POSIX_PORTABLE: list = []
-
-# Platform family -> the event backends built there.  One row per family, so
-# no platform's backend (and none of its headers) reaches another's build.
-BACKENDS = {
-    "linux": ["unix/epoll.c", *POSIX_PORTABLE],
-    "darwin": [*POSIX_PORTABLE],          # kqueue would go here
-    "bsd": [*POSIX_PORTABLE],             # kqueue would go here
-    "posix": [*POSIX_PORTABLE],           # any other POSIX system
-    "win32": ["win/iocp.c"],
-}
-# Socket calls, shared by the backends of one family.
-SOCKETS = {"win32": "win/sock.c"}         # everything else: unix/sock.c
-CORE_SOURCES = ["_iocore.pyx", "core/queue.c", "core/timers.c", "core/errors.c"]
+CORE_SOURCES = ["_iocore.pyx", *SOURCES["CORE"]]
+BACKENDS = SOURCES["PLATFORM"]            # platform family -> its backend files
+POSIX_PORTABLE = SOURCES["POSIX_PORTABLE"]
 
 
 def platform_family(platform: str = sys.platform) -> str:
-    if platform == "win32":
-        return "win32"
-    if platform.startswith("linux"):
-        return "linux"
-    if platform == "darwin":
-        return "darwin"
-    if platform.startswith(("freebsd", "openbsd", "netbsd", "dragonfly")):
-        return "bsd"
-    return "posix"
+    return SOURCES["family"](platform)
 
 
 def backend_sources(family: str) -> list:
@@ -54,11 +34,11 @@ def backend_sources(family: str) -> list:
         raise RuntimeError(
             f"netcore has no I/O backend for {sys.platform} yet: it needs the portable poll() "
             f"backend, {CORE}/unix/poll.c, which is not written (Linux and Windows build today)")
-    return [*backends, SOCKETS.get(family, "unix/sock.c")]
+    return backends
 
 
 def compile_options(family: str) -> dict:
-    if family == "win32":
+    if family == "windows":
         return {"libraries": ["ws2_32", "mswsock"],
                 "define_macros": [("WIN32_LEAN_AND_MEAN", None), ("_WIN32_WINNT", "0x0602")],
                 "extra_compile_args": [], "extra_link_args": []}

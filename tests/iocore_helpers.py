@@ -31,3 +31,13 @@ def pair(q):
     assert evs["accept"][2] == 0 and evs["connect"][2] == 0, evs
     q.close(lst)
     return evs["accept"][3], evs["connect"][3]
+
+
+def wait_until(condition, timeout=5.0):
+    """True once condition() holds, False if it did not within timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

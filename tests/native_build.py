@@ -4,6 +4,7 @@ host (gcc, epoll) or for Windows (mingw-w64, IOCP, run under Wine).
 Shared by test_native.py and test_wine.py; not a test module itself."""
 import os
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -14,11 +15,9 @@ CORE = ROOT / "src" / "_iocore"
 NATIVE = ROOT / "tests" / "native"
 TEST_SOURCE = NATIVE / "iocore_tests.c"
 
-CORE_SOURCES = ["core/queue.c", "core/timers.c", "core/errors.c"]
-BACKENDS = {
-    "linux": ["unix/epoll.c", "unix/sock.c"],
-    "windows": ["win/iocp.c", "win/sock.c"],
-}
+_SOURCES = runpy.run_path(str(CORE / "sources.py"))
+CORE_SOURCES = _SOURCES["CORE"]
+BACKENDS = _SOURCES["PLATFORM"]
 WINDOWS_ONLY = {"win_error_map"}
 MINGW_CC = "x86_64-w64-mingw32-gcc"
 WINE = "/usr/lib/wine/wine64"

@@ -12,7 +12,7 @@ import weakref
 
 import pytest
 
-from iocore_helpers import collect, one, pair
+from iocore_helpers import collect, one, pair, wait_until
 from netcore import iocore
 
 
@@ -94,6 +94,25 @@ def test_accept_drains_the_backlog(q):
     assert sorted(ev[1] for ev in evs) == list(range(50))
     assert all(ev[2] == 0 for ev in evs)
     for c in clients:
+        c.close()
+
+
+def test_a_burst_of_connections_is_accepted_whole_one_op_at_a_time(q):
+    # A backend may take connections ahead of the accept ops (io_uring's
+    # multishot accept does): none of them may be dropped.
+    lst = q.listen("127.0.0.1", 0, backlog=1024)
+    clients = [socket.create_connection(lst.sockname) for _ in range(300)]
+    conns = []
+    while len(conns) < 300:
+        q.accept(lst, "a")
+        (ev,) = collect(q, 1)
+        assert ev[2] == 0, ev
+        conns.append(ev[3])
+    assert q.stats()["live_handles"] == 301
+    for c in clients:  # none was closed: no EOF waiting on any
+        c.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            c.recv(1)
         c.close()
 
 
@@ -331,7 +350,7 @@ def test_close_with_each_kind_of_operation_pending(q):
     assert sorted((ev[1], ev[2]) for ev in evs) == [
         ("accept", iocore.CANCELLED), ("recv", iocore.CANCELLED), ("send", iocore.CANCELLED)]
     assert q.wait(0.1) == []  # exactly once
-    assert q.stats() == {"live_handles": 0, "pending_ops": 0, "timers": 0, "waiters": 1}
+    assert q.stats() == {"live_handles": 0, "pending_ops": 0, "timers": 0, "waiters": 1, "cq_overflow": 0}
 
 
 def test_close_with_connect_pending(q):
@@ -507,6 +526,32 @@ def test_bad_arguments_raise_clear_errors(q):
         q.connect("no-such-host.invalid", 80, "t")
 
 
+def test_handles_and_timers_come_only_from_a_queue():
+    # Made by hand they would have no queue to read through (issue 12).
+    with pytest.raises(TypeError, match="Queue"):
+        iocore.Handle()
+    with pytest.raises(TypeError, match="Queue"):
+        iocore.Timer()
+    # Even bypassing __init__, a queue-less handle is closed, never a crash.
+    out = subprocess.run([sys.executable, "-c", HANDLE_WITHOUT_QUEUE],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "ValueError", "ValueError", "ValueError", "ValueError"]
+
+
+HANDLE_WITHOUT_QUEUE = r"""
+from netcore import iocore
+h = iocore.Handle.__new__(iocore.Handle)
+print(h.closed)
+for call in (h.fileno, lambda: h.sockname, lambda: h.is_listener,
+             lambda: iocore.Queue().cancel_timer(iocore.Timer.__new__(iocore.Timer))):
+    try:
+        call()
+    except Exception as e:
+        print(type(e).__name__)
+"""
+
+
 CLOSE_DURING_CALL = r"""
 import sys
 from netcore import iocore
@@ -584,6 +629,16 @@ def test_four_threads_two_hundred_connections_every_byte_counted(q):
 
     def serve():
         mine = []
+        try:
+            handle_batches(mine)
+        finally:
+            # The core gives an ended thread's batch to the others: forget it
+            # here first, or their next event would look like an overlap.
+            with lock:
+                for conn in mine:
+                    busy.pop(conn, None)
+
+    def handle_batches(mine):
         while not stop.is_set():
             with lock:
                 for conn in mine:
@@ -630,7 +685,9 @@ def test_four_threads_two_hundred_connections_every_byte_counted(q):
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert echoed[0] == n_conns * rounds * size
-    assert q.stats()["waiters"] == 4
+    # Each thread that ended left the queue (its exit hook runs a moment
+    # after join() returns).
+    assert wait_until(lambda: q.stats()["waiters"] == 0)
 
 
 def test_a_thread_that_leaves_frees_its_batch_for_others(q):
@@ -648,6 +705,57 @@ def test_a_thread_that_leaves_frees_its_batch_for_others(q):
     other.start()
     other.join(10)
     assert got == [(iocore.SEND, "s", 0, 1)]
+
+
+def test_a_thread_that_dies_without_leave_gives_its_batch_back(q, monkeypatch):
+    server, client = pair(q)
+    q.leave()  # this thread's setup batch held both ends
+    q.send(client, "first", b"x")
+    got, crashes = [], []
+    monkeypatch.setattr(threading, "excepthook", crashes.append)
+
+    def crash():
+        got.extend(q.wait(5))  # its batch now holds client
+        raise RuntimeError("a bug in the handler")  # ends without leave()
+
+    t = threading.Thread(target=crash)
+    t.start()
+    t.join(10)
+    assert got == [(iocore.SEND, "first", 0, 1)] and len(crashes) == 1
+    # The thread's exit hook returned its batch (a moment after join()).
+    assert wait_until(lambda: q.stats()["waiters"] == 0)
+    q.send(client, "second", b"y")
+    assert one(q, timeout=3) == (iocore.SEND, "second", 0, 1)
+
+
+def test_an_accept_in_another_threads_batch_leaves_the_listener_free(q):
+    lst = q.listen("127.0.0.1", 0)
+    q.accept(lst, "a1")
+    q.accept(lst, "a2")
+    peers = [socket.create_connection(lst.sockname) for _ in range(2)]
+    first, parked, done = [], threading.Event(), threading.Event()
+
+    def take_one_and_sit_on_it():
+        first.extend(q.wait(5, max_events=1))
+        parked.set()
+        done.wait(10)  # keeps its batch: no wait(), no leave()
+        q.leave()
+
+    t = threading.Thread(target=take_one_and_sit_on_it)
+    t.start()
+    try:
+        assert parked.wait(10)
+        start = time.monotonic()
+        second = collect(q, 1, timeout=3)  # fails if the listener were held
+        took = time.monotonic() - start
+    finally:
+        done.set()
+        t.join(10)
+    assert [ev[0] for ev in first + second] == [iocore.ACCEPT, iocore.ACCEPT]
+    assert {first[0][1], second[0][1]} == {"a1", "a2"}
+    assert took < 2
+    for p in peers:
+        p.close()
 
 
 def _run_clients(addr, n_conns, rounds, size):

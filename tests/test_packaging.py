@@ -46,7 +46,7 @@ def setup_py():
 
 
 @pytest.mark.parametrize("platform, family", [
-    ("linux", "linux"), ("win32", "win32"), ("darwin", "darwin"), ("freebsd14", "bsd"),
+    ("linux", "linux"), ("win32", "windows"), ("darwin", "darwin"), ("freebsd14", "bsd"),
     ("openbsd7", "bsd"), ("netbsd10", "bsd"), ("dragonfly6", "bsd"), ("sunos5", "posix"),
 ])
 def test_platform_families(setup_py, platform, family):
@@ -54,14 +54,15 @@ def test_platform_families(setup_py, platform, family):
 
 
 def test_each_platform_builds_only_its_own_backend_files(setup_py):
-    assert setup_py.backend_sources("linux") == ["unix/epoll.c", "unix/sock.c"]
-    assert setup_py.backend_sources("win32") == ["win/iocp.c", "win/sock.c"]
+    linux = setup_py.backend_sources("linux")
+    assert {"unix/epoll.c", "unix/stream.c", "unix/uring.c", "unix/sock.c"} <= set(linux)
+    assert setup_py.backend_sources("windows") == ["win/iocp.c", "win/sock.c"]
     for family in setup_py.BACKENDS:
         try:
             files = setup_py.backend_sources(family)
         except RuntimeError:
             continue
-        own = "win/" if family == "win32" else "unix/"
+        own = "win/" if family == "windows" else "unix/"
         assert all(f.startswith(own) for f in files), (family, files)
         for f in files:
             assert (CORE / f).is_file(), f
@@ -78,14 +79,17 @@ def test_posix_without_poll_backend_names_it(setup_py, family):
 def test_adding_poll_is_one_line(setup_py):
     # What the table becomes once POSIX_PORTABLE = ["unix/poll.c"]: every
     # POSIX platform builds, Windows is untouched.
-    source = SETUP.read_text().replace("POSIX_PORTABLE: list = []", 'POSIX_PORTABLE = ["unix/poll.c"]')
-    assert source != SETUP.read_text()
-    ns = {"__name__": "netcore_setup_with_poll", "__file__": str(SETUP)}
-    exec(compile(source, str(SETUP), "exec"), ns)
+    path = CORE / "sources.py"
+    text = path.read_text()
+    source = text.replace("POSIX_PORTABLE: list = []", 'POSIX_PORTABLE = ["unix/poll.c"]')
+    if "unix/poll.c" in text.split("POSIX_PORTABLE", 2)[-1].split("\n", 1)[0]:
+        source = text   # already there
+    ns: dict = {}
+    exec(compile(source, str(path), "exec"), ns)
     for family in ("linux", "darwin", "bsd", "posix"):
-        assert "unix/poll.c" in ns["backend_sources"](family)
-        assert ns["backend_sources"](family)[-1] == "unix/sock.c"
-    assert ns["backend_sources"]("win32") == ["win/iocp.c", "win/sock.c"]
+        files = ns["PLATFORM"][family]
+        assert "unix/poll.c" in files and "unix/stream.c" in files and "unix/sock.c" in files
+    assert ns["PLATFORM"]["windows"] == ["win/iocp.c", "win/sock.c"]
 
 
 def test_sanitizer_builds_use_their_own_directory(setup_py, monkeypatch):

@@ -11,7 +11,7 @@ import resource
 import signal
 import sys
 
-SERVERS = ("netcore", "asyncio", "uvloop")
+SERVERS = ("netcore", "netcore-uring", "asyncio", "uvloop")
 
 
 def raise_nofile():

@@ -30,7 +30,8 @@ TIMER = NC_OP_TIMER
 SHUTDOWN = NC_OP_SHUTDOWN
 CANCELLED = NC_CANCELLED
 
-KNOWN_BACKENDS = ("epoll", "iocp", "io_uring")
+KNOWN_BACKENDS = ("epoll", "uring", "poll", "iocp")
+_ALIASES = {"io_uring": "uring"}
 
 DEF STACK_EVENTS = 1024
 DEF SEND_STACK_BUFS = 16
@@ -81,30 +82,37 @@ cdef class _Pinned:
 
 
 cdef class Handle:
-    """A listener or a connection owned by a Queue."""
+    """A listener or a connection owned by a Queue (made only by its Queue)."""
     cdef readonly Queue queue
     cdef nc_id _id
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Handle objects come from a Queue (listen, accept, connect)")
 
     def __repr__(self):
         state = "closed" if self.closed else ("listener" if self.is_listener else "connection")
         return f"<netcore.iocore.Handle {state} id={self._id:#x}>"
 
+    cdef nc_queue *_core(self) except NULL:
+        # queue is None only for a Handle made by Handle.__new__ by hand.
+        if self.queue is None or self.queue._q == NULL:
+            raise ValueError("the queue is closed")
+        return self.queue._q
+
     @property
     def closed(self):
-        return self.queue._q == NULL or nc_is_listener(self.queue._q, self._id) < 0
+        return self.queue is None or self.queue._q == NULL or nc_is_listener(self.queue._q, self._id) < 0
 
     @property
     def is_listener(self):
-        self.queue._check()
-        rc = nc_is_listener(self.queue._q, self._id)
+        rc = nc_is_listener(self._core(), self._id)
         if rc < 0:
             raise _error(rc, "is_listener")
         return bool(rc)
 
     def fileno(self):
         cdef int rc
-        self.queue._check()
-        fd = nc_fileno_ll(self.queue._q, self._id, &rc)
+        fd = nc_fileno_ll(self._core(), self._id, &rc)
         if rc < 0:
             raise _error(rc, "fileno")
         return fd
@@ -114,9 +122,13 @@ cdef class Handle:
         cdef char host[64]
         cdef int length = sizeof(storage)
         cdef int port = 0
-        self.queue._check()
-        rc = nc_peername(self.queue._q, self._id, &storage, &length) if peer else \
-            nc_sockname(self.queue._q, self._id, &storage, &length)
+        cdef int rc
+        self._core()
+        cdef nc_queue *q = self.queue._enter()
+        with nogil:
+            rc = nc_peername(q, self._id, &storage, &length) if peer else \
+                nc_sockname(q, self._id, &storage, &length)
+        self.queue._exit()
         if rc < 0:
             raise _error(rc, "peername" if peer else "sockname")
         if nc_addr_to_text(&storage, length, host, sizeof(host), &port) < 0:
@@ -132,15 +144,23 @@ cdef class Handle:
         return self._name(True)
 
     def setsockopt(self, int level, int option, int value):
-        self.queue._check()
-        rc = nc_setsockopt(self.queue._q, self._id, level, option, value)
+        cdef int rc
+        self._core()
+        cdef nc_queue *q = self.queue._enter()
+        with nogil:
+            rc = nc_setsockopt(q, self._id, level, option, value)
+        self.queue._exit()
         if rc < 0:
             raise _error(rc, "setsockopt")
 
     def getsockopt(self, int level, int option):
         cdef int value = 0
-        self.queue._check()
-        rc = nc_getsockopt(self.queue._q, self._id, level, option, &value)
+        cdef int rc
+        self._core()
+        cdef nc_queue *q = self.queue._enter()
+        with nogil:
+            rc = nc_getsockopt(q, self._id, level, option, &value)
+        self.queue._exit()
         if rc < 0:
             raise _error(rc, "getsockopt")
         return value
@@ -150,6 +170,9 @@ cdef class Timer:
     """Returned by Queue.call_later; pass it to Queue.cancel_timer."""
     cdef readonly Queue queue
     cdef uint64_t _id
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Timer objects come from Queue.call_later")
 
 
 cdef void _release(void *ctx, void *arg) noexcept nogil:
@@ -181,21 +204,32 @@ cdef int _resolve(object host, object port, bint passive, char *out, int *outlen
 
 cdef class Queue:
     """One completion queue: start operations, then collect their completions
-    in batches with wait()."""
+    in batches with wait().
+
+    Every call that may wait for the core's lock or make a system call runs
+    without the GIL, so threads using one queue overlap their I/O; _calls
+    counts those in progress, and close_queue() waits for them."""
     cdef nc_queue *_q
     cdef readonly str backend
     cdef int _waiting
+    cdef int _calls
 
     def __cinit__(self, backend="auto"):
         self._q = NULL
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, not {type(backend).__name__}")
+        backend = _ALIASES.get(backend, backend)
         if backend != "auto" and backend not in KNOWN_BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: auto, {', '.join(KNOWN_BACKENDS)}")
-        here = backends()
-        if backend != "auto" and backend not in here:
-            raise OSError(f"backend {backend!r} is not available on this machine (available: {', '.join(here) or 'none'})")
         bname = backend.encode()
+        cdef char why[256]
+        if backend != "auto":
+            rc = nc_backend_check(bname, why, sizeof(why))
+            if rc < 0:
+                here = ", ".join(backends()) or "none"
+                reason = why.decode(errors="replace")
+                msg = f"backend {backend!r} is not available on this machine: {reason} (available: {here})"
+                raise OSError(-rc, msg) if 0 < -rc < 100000 else OSError(msg)
         rc = nc_queue_new(bname, &self._q)
         if rc < 0:
             self._q = NULL
@@ -221,6 +255,17 @@ cdef class Queue:
             raise ValueError("the queue is closed")
         return 0
 
+    cdef inline nc_queue *_enter(self) except NULL:
+        # With the GIL: nothing can close the queue between the check and
+        # the count, and close_queue() frees it only once _calls is back to 0.
+        if self._q == NULL:
+            raise ValueError("the queue is closed")
+        self._calls += 1
+        return self._q
+
+    cdef inline void _exit(self):
+        self._calls -= 1
+
     cdef inline nc_id _handle_id(self, Handle h) except? 0:
         if h is None:
             raise TypeError("expected a Handle, got None")
@@ -244,9 +289,13 @@ cdef class Queue:
             return
         if self._waiting:
             raise RuntimeError("cannot close the queue while threads are in wait(); post() them a stop first")
-        q = self._q
+        cdef nc_queue *q = self._q
         self._q = NULL
-        nc_queue_free(q, _release, NULL)
+        while self._calls:  # calls of other threads still inside the core
+            with nogil:
+                nc_yield()
+        with nogil:  # closes sockets, drains the kernel; _release takes the GIL back
+            nc_queue_free(q, _release, NULL)
 
     def listen(self, host, int port, int backlog=1024, bint reuse_port=False):
         cdef sockaddr_storage addr
@@ -255,9 +304,13 @@ cdef class Queue:
         self._check()
         if backlog < 0:
             raise ValueError("backlog must be >= 0")
+        cdef int rc
+        cdef bint reuse = reuse_port
         _resolve(host, port, True, <char *>&addr, &addrlen)
-        self._check()  # resolving ran without the GIL: closed meanwhile?
-        rc = nc_listen(self._q, <sockaddr *>&addr, addrlen, backlog, reuse_port, &out)
+        cdef nc_queue *q = self._enter()  # resolving ran without the GIL: closed meanwhile?
+        with nogil:
+            rc = nc_listen(q, <sockaddr *>&addr, addrlen, backlog, reuse, &out)
+        self._exit()
         if rc < 0:
             raise _error(rc, f"cannot listen on {host}:{port}")
         return self._new_handle(out)
@@ -274,7 +327,12 @@ cdef class Queue:
         if self._q == NULL:  # closed by another thread meanwhile
             socket.close(fd)
             self._check()
-        rc = nc_adopt_ll(self._q, fd, &out)  # closes fd on failure
+        cdef long long cfd = fd
+        cdef int rc
+        cdef nc_queue *q = self._enter()
+        with nogil:
+            rc = nc_adopt_ll(q, cfd, &out)  # closes fd on failure
+        self._exit()
         if rc == NC_E_INVAL:
             raise ValueError("adopt_listener needs a listening socket")
         if rc < 0:
@@ -283,9 +341,13 @@ cdef class Queue:
 
     def accept(self, Handle listener, tag):
         cdef nc_id id = self._handle_id(listener)
-        self._check()
+        cdef int rc
+        cdef void *ctx = <void *>tag
+        cdef nc_queue *q = self._enter()
         Py_INCREF(tag)
-        rc = nc_accept(self._q, id, <void *>tag)
+        with nogil:
+            rc = nc_accept(q, id, ctx)
+        self._exit()
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, "accept")
@@ -294,21 +356,30 @@ cdef class Queue:
         cdef sockaddr_storage addr
         cdef int addrlen = sizeof(addr)
         self._check()
+        cdef int rc
+        cdef void *ctx = <void *>tag
         _resolve(host, port, False, <char *>&addr, &addrlen)
-        self._check()  # resolving ran without the GIL: closed meanwhile?
+        cdef nc_queue *q = self._enter()  # resolving ran without the GIL: closed meanwhile?
         Py_INCREF(tag)
-        rc = nc_connect(self._q, <sockaddr *>&addr, addrlen, <void *>tag)
+        with nogil:
+            rc = nc_connect(q, <sockaddr *>&addr, addrlen, ctx)
+        self._exit()
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, f"cannot connect to {host}:{port}")
 
     def recv(self, Handle conn, tag, Py_ssize_t max_bytes=65536):
         cdef nc_id id = self._handle_id(conn)
+        cdef int rc
+        cdef void *ctx = <void *>tag
         self._check()
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        cdef nc_queue *q = self._enter()
         Py_INCREF(tag)
-        rc = nc_recv(self._q, id, <size_t>max_bytes, <void *>tag)
+        with nogil:
+            rc = nc_recv(q, id, <size_t>max_bytes, ctx)
+        self._exit()
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, "recv")
@@ -343,8 +414,13 @@ cdef class Queue:
                     free(bufs)
                 raise
         ctx = (tag, keep)
+        cdef void *cctx = <void *>ctx
+        cdef int rc, cn = <int>n
+        cdef nc_queue *q = self._enter()
         Py_INCREF(ctx)
-        rc = nc_send(self._q, id, bufs, <int>n, <void *>ctx)
+        with nogil:
+            rc = nc_send(q, id, bufs, cn, cctx)
+        self._exit()
         if bufs != stackbufs:
             free(bufs)
         if rc < 0:
@@ -356,9 +432,13 @@ cdef class Queue:
         down the sending side (the peer reads EOF); receiving goes on.
         Completes as a SHUTDOWN event with value None."""
         cdef nc_id id = self._handle_id(conn)
-        self._check()
+        cdef int rc
+        cdef void *ctx = <void *>tag
+        cdef nc_queue *q = self._enter()
         Py_INCREF(tag)
-        rc = nc_shutdown(self._q, id, <void *>tag)
+        with nogil:
+            rc = nc_shutdown(q, id, ctx)
+        self._exit()
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, "shutdown")
@@ -366,17 +446,24 @@ cdef class Queue:
     def close(self, Handle handle):
         """Close a handle; each operation pending on it completes with CANCELLED."""
         cdef nc_id id = self._handle_id(handle)
-        self._check()
-        rc = nc_close(self._q, id)
+        cdef int rc
+        cdef nc_queue *q = self._enter()
+        with nogil:
+            rc = nc_close(q, id)
+        self._exit()
         if rc < 0:
             raise _error(rc, "close")
 
     def post(self, tag, value=None):
         """Thread-safe: queue a POST completion carrying value, waking a waiter."""
-        self._check()
+        cdef int rc
         ctx = (tag, value)
+        cdef void *cctx = <void *>ctx
+        cdef nc_queue *q = self._enter()
         Py_INCREF(ctx)
-        rc = nc_post(self._q, <void *>ctx)
+        with nogil:
+            rc = nc_post(q, cctx)
+        self._exit()
         if rc < 0:
             Py_DECREF(ctx)
             raise _error(rc, "post")
@@ -384,11 +471,16 @@ cdef class Queue:
     def call_later(self, seconds, tag):
         cdef uint64_t tid = 0
         cdef double s = float(seconds)
+        cdef int rc
+        cdef void *ctx = <void *>tag
         self._check()
         if not s >= 0:
             raise ValueError(f"seconds must be >= 0, not {seconds!r}")
+        cdef nc_queue *q = self._enter()
         Py_INCREF(tag)
-        rc = nc_timer_start(self._q, s, <void *>tag, &tid)
+        with nogil:
+            rc = nc_timer_start(q, s, ctx, &tid)
+        self._exit()
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, "call_later")
@@ -411,16 +503,19 @@ cdef class Queue:
     def leave(self):
         """This thread stops calling wait(): the connections its last batch
         holds become free for the other waiting threads."""
-        self._check()
-        nc_leave(self._q)
+        cdef nc_queue *q = self._enter()
+        with nogil:
+            nc_leave(q)
+        self._exit()
 
     def stats(self):
-        """Debug counters: live handles, pending operations, armed timers, waiter threads."""
+        """Debug counters: live handles, pending operations, armed timers,
+        waiter threads, and (uring) completions the ring overflowed with."""
         cdef nc_stats st
         self._check()
         nc_get_stats(self._q, &st)
         return {"live_handles": st.live_handles, "pending_ops": st.pending_ops,
-                "timers": st.timers, "waiters": st.waiters}
+                "timers": st.timers, "waiters": st.waiters, "cq_overflow": st.cq_overflow}
 
     def wait(self, timeout=None, int max_events=1024):
         """Block up to timeout seconds (None: forever) for completions and

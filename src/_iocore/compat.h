@@ -11,6 +11,7 @@
 #ifdef _WIN32
 #include <ws2tcpip.h>
 #else
+#include <sched.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -47,6 +48,15 @@ static int nc_resolve(const char *host, const char *port, int passive,
     *outlen = (int)res->ai_addrlen;
     freeaddrinfo(res);
     return 0;
+}
+
+static void nc_yield(void)
+{
+#ifdef _WIN32
+    SwitchToThread();
+#else
+    sched_yield();
+#endif
 }
 
 static const char *nc_gai_strerror(int code)

@@ -11,8 +11,9 @@
  *
  * Threads: every function may be called from any thread.  Several threads
  * may block in nc_wait() on one queue; each completion reaches exactly one
- * of them, and completions of one handle are never held by two waiters at
- * once (a waiter holds the handles of its batch until its next nc_wait).
+ * of them, and completions of one connection are never held by two waiters
+ * at once (a waiter holds the connections of its batch until its next
+ * nc_wait, nc_leave, or the end of the thread).  Listeners are never held.
  */
 #ifndef NC_IOCORE_H
 #define NC_IOCORE_H
@@ -93,10 +94,15 @@ typedef struct nc_stats {
     long pending_ops;    /* started, completion not yet returned */
     long timers;         /* armed timers */
     long waiters;        /* threads that have called nc_wait() */
+    long cq_overflow;    /* uring: completions the kernel had to hold back
+                            (or dropped) because the ring was full; else 0 */
 } nc_stats;
 
 /* The i-th backend built in and usable here ("epoll", "iocp"), or NULL. */
 const char *nc_backend_name(int i);
+/* 0 if the named backend can run here; else a negative status and, in
+ * why, the reason (e.g. why the kernel refused io_uring). */
+int nc_backend_check(const char *name, char *why, size_t whylen);
 /* backend: "auto" (or NULL) or a name above.  Returns 0 or a negative status. */
 int nc_queue_new(const char *backend, nc_queue **out);
 const char *nc_queue_backend(const nc_queue *q);

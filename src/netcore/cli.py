@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
+from . import iocore
 from .http.limits import INTERFACES, OPTIONS, PARSERS
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs: dict[str, Any] = {}
             if name == "backend":
-                kwargs["choices"] = ["auto", "epoll", "iocp"]
+                kwargs["choices"] = ["auto", *iocore.KNOWN_BACKENDS, "io_uring"]
             elif name == "interface":
                 kwargs["choices"] = list(INTERFACES)
             elif name == "http":

@@ -1,7 +1,7 @@
 """netcore.iocore: the completion-queue core.
 
-One uniform completion queue over the platform's event model (epoll on
-Linux, IOCP on Windows).  Start operations on a Queue, then collect their
+One uniform completion queue over the platform's event model (epoll or
+io_uring on Linux, IOCP on Windows).  Start operations on a Queue, then collect their
 completions in batches with Queue.wait(); see iocore.pyi for the contract.
 """
 from netcore._iocore import (  # noqa: F401

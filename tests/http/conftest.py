@@ -15,6 +15,7 @@ import time
 import pytest
 
 from adapters import adapt
+from netcore import iocore
 from netcore.http import Server
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,17 +42,28 @@ class Running:
 # handlers, and adapters.py runs the same logic as a WSGI or an ASGI app.
 # It runs on both request parsers too; the second parser (llhttp) does not
 # depend on the interface, so it runs behind the native one only.
+# And on every completion backend of this machine beyond the default one
+# (io_uring, poll), with each interface.
 INTERFACES = ("native", "wsgi", "asgi")
-VARIANTS = (("native", "netcore"), ("wsgi", "netcore"), ("asgi", "netcore"), ("native", "httptools"))
+_OTHER_BACKENDS = [b for b in iocore.backends()[1:] if b != "iocp"]
+VARIANTS = (("native", "netcore", "auto"), ("wsgi", "netcore", "auto"), ("asgi", "netcore", "auto"),
+            ("native", "httptools", "auto"),
+            *((i, "netcore", b) for b in _OTHER_BACKENDS for i in INTERFACES))
 
 
-def _server_fixture(interface, parser="netcore"):
+def _variant_id(variant: tuple) -> str:
+    interface, parser, backend = variant
+    return "-".join([interface] + [p for p in (parser, backend) if p not in ("netcore", "auto")])
+
+
+def _server_fixture(interface, parser="netcore", backend="auto"):
     running: list[Running] = []
 
     def start(app, **options) -> Running:
         options.setdefault("port", 0)
         options.setdefault("interface", interface)
         options.setdefault("http", parser)
+        options.setdefault("backend", backend)
         if options["interface"] == "asgi":
             options.setdefault("lifespan", "off")
         server = Server(adapt(app, interface) if interface in ("wsgi", "asgi") else app, **options)
@@ -65,7 +77,7 @@ def _server_fixture(interface, parser="netcore"):
     return running, start
 
 
-@pytest.fixture(params=VARIANTS, ids=[i if p == "netcore" else f"{i}-{p}" for i, p in VARIANTS])
+@pytest.fixture(params=VARIANTS, ids=[_variant_id(v) for v in VARIANTS])
 def variant(request) -> tuple:
     return request.param
 

@@ -97,6 +97,7 @@ static uint64_t t_now_ms(void)
 /* ---------------------------------------------------------------- checks */
 
 static const char *t_current = "?";
+static const char *t_backend = NULL; /* --backend NAME; NULL: "auto" */
 
 #define CHECK(cond, ...)                                                      \
     do {                                                                      \
@@ -140,7 +141,8 @@ static void t_watchdog(void *arg)
     }
 }
 
-/* Runs every case (or only the one named by --only NAME); --list prints names. */
+/* Runs every case (or only the one named by --only NAME) on the backend
+ * named by --backend NAME; --list prints the names. */
 static int t_main(const t_case *cases, int argc, char **argv)
 {
     const char *only = NULL;
@@ -152,6 +154,8 @@ static int t_main(const t_case *cases, int argc, char **argv)
         }
         if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+            t_backend = argv[++i];
     }
     setvbuf(stdout, NULL, _IONBF, 0);
     t_thread wd;

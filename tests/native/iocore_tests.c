@@ -1,8 +1,9 @@
-/* iocore_tests.c: drives the C interface of iocore.h directly, on whatever
- * backend the platform builds (epoll on Linux, IOCP on Windows/Wine).
+/* iocore_tests.c: drives the C interface of iocore.h directly, on any
+ * backend the platform builds (epoll or io_uring on Linux, IOCP on
+ * Windows/Wine).
  *
  * Every scenario uses loopback only and every wait has a deadline.
- * Usage: iocore_tests [--list] [--only NAME]
+ * Usage: iocore_tests [--list] [--only NAME] [--backend NAME]
  */
 #include "iocore.h"
 #include "harness.h"
@@ -13,6 +14,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <signal.h>
+#include <unistd.h>
 #endif
 
 #define WAIT_MS 10000
@@ -34,7 +36,7 @@ static struct sockaddr_in loopback(int port)
 
 static int new_queue(nc_queue **q)
 {
-    int rc = nc_queue_new(NULL, q);
+    int rc = nc_queue_new(t_backend, q);
     if (rc < 0)
         printf("  nc_queue_new: %s\n", nc_status_name(rc));
     return rc;
@@ -138,6 +140,15 @@ static void fill(char *buf, size_t n, size_t start, unsigned seed)
 {
     for (size_t i = 0; i < n; i++)
         buf[i] = (char)pattern(start + i, seed);
+}
+
+static void nc_sock_close_raw(nc_sock_t s)
+{
+#ifdef _WIN32
+    closesocket(s);
+#else
+    close(s);
+#endif
 }
 
 static void set_linger0(nc_queue *q, nc_id h)
@@ -1025,6 +1036,106 @@ static int test_full_batch_wakes_another(void)
     return finish(q);
 }
 
+/* A waiter thread that ends without nc_leave() gives its batch back: the
+ * connection it held gets its next completion in another thread. */
+typedef struct exiting_waiter {
+    nc_queue *q;
+    int n;
+    nc_event ev;
+} exiting_waiter;
+
+static void wait_then_end(void *arg)
+{
+    exiting_waiter *e = arg;
+    e->n = next_event(e->q, &e->ev, WAIT_MS); /* and ends, holding its batch */
+}
+
+static int test_thread_exit_gives_batch_back(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+    nc_leave(q); /* this thread's setup batch held c and s */
+    nc_buf b = {"x", 1};
+    CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
+    exiting_waiter e = {q, 0, {0}};
+    t_thread t;
+    CHECK(t_thread_start(&t, wait_then_end, &e) == 0, "thread");
+    t_thread_join(t); /* its exit hooks have run once join returns */
+    CHECK(e.n == 1 && e.ev.op == NC_OP_SEND && e.ev.handle == c, "the thread got n=%d op=%d", e.n, e.ev.op);
+    nc_stats st;
+    nc_get_stats(q, &st);
+    CHECK(st.waiters == 0, "%ld waiters after the thread ended", st.waiters);
+    CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
+    nc_event ev;
+    CHECK(next_event(q, &ev, 3000) == 1, "the ended thread still holds the connection");
+    CHECK(ev.op == NC_OP_SEND && ev.handle == c && ev.status == 0, "op %d", ev.op);
+    nc_close(q, c);
+    nc_close(q, s);
+    nc_close(q, lst);
+    return finish(q);
+}
+
+/* A batch never holds a listener: while one thread sits on an accepted
+ * connection, another gets the next accept at once. */
+typedef struct parked_waiter {
+    nc_queue *q;
+    int n;
+    nc_event ev;
+    int got, release;
+} parked_waiter;
+
+static void wait_then_park(void *arg)
+{
+    parked_waiter *p = arg;
+    p->n = next_event(p->q, &p->ev, WAIT_MS);
+    __atomic_store_n(&p->got, 1, __ATOMIC_SEQ_CST);
+    uint64_t deadline = t_now_ms() + WAIT_MS;
+    while (!__atomic_load_n(&p->release, __ATOMIC_SEQ_CST) && t_now_ms() < deadline)
+        t_sleep_ms(1); /* keeps its batch: no nc_wait, no nc_leave */
+    nc_leave(p->q);
+}
+
+static int test_listener_never_held(void)
+{
+    nc_queue *q;
+    nc_id lst;
+    int port;
+    CHECK_OK(new_queue(&q));
+    CHECK_OK(listen_any(q, &lst, &port));
+    static char first, second;
+    CHECK_OK(nc_accept(q, lst, &first));
+    CHECK_OK(nc_accept(q, lst, &second));
+    struct sockaddr_in a = loopback(port);
+    nc_sock_t peers[2];
+    for (int i = 0; i < 2; i++) {
+        peers[i] = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(connect(peers[i], (struct sockaddr *)&a, sizeof a) == 0, "connect %d", i);
+    }
+    parked_waiter p = {q, 0, {0}, 0, 0};
+    t_thread t;
+    CHECK(t_thread_start(&t, wait_then_park, &p) == 0, "thread");
+    uint64_t deadline = t_now_ms() + WAIT_MS;
+    while (!__atomic_load_n(&p.got, __ATOMIC_SEQ_CST) && t_now_ms() < deadline)
+        t_sleep_ms(1);
+    CHECK(p.n == 1 && p.ev.op == NC_OP_ACCEPT && p.ev.status == 0, "first accept: n=%d", p.n);
+    nc_event ev;
+    uint64_t t0 = t_now_ms();
+    int n = next_event(q, &ev, 3000);
+    unsigned took = (unsigned)(t_now_ms() - t0);
+    __atomic_store_n(&p.release, 1, __ATOMIC_SEQ_CST);
+    t_thread_join(t);
+    CHECK(n == 1 && ev.op == NC_OP_ACCEPT && ev.status == 0, "no second accept while the first's batch is held (n=%d)", n);
+    CHECK(ev.ctx != p.ev.ctx, "one accept delivered twice");
+    CHECK(took < 2000, "the second accept waited %u ms", took);
+    nc_close(q, p.ev.handle);
+    nc_close(q, ev.handle);
+    for (int i = 0; i < 2; i++)
+        nc_sock_close_raw(peers[i]);
+    nc_close(q, lst);
+    return finish(q);
+}
+
 #ifdef _WIN32
 /* The Windows error table gives the statuses Linux gives. */
 static int test_win_error_map(void)
@@ -1079,6 +1190,8 @@ static const t_case cases[] = {
     {"closed_handle_one_waiter", test_closed_handle_one_waiter, 30},
     {"held_ready_no_spin", test_held_ready_no_spin, 20},
     {"full_batch_wakes_another", test_full_batch_wakes_another, 60},
+    {"thread_exit_gives_batch_back", test_thread_exit_gives_batch_back, 30},
+    {"listener_never_held", test_listener_never_held, 30},
 #ifdef _WIN32
     {"win_error_map", test_win_error_map, 10},
 #endif

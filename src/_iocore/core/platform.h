@@ -9,6 +9,7 @@
 #include <windows.h>
 typedef SRWLOCK nc_mutex;
 typedef DWORD nc_tid;
+#define NC_MUTEX_INITIALIZER SRWLOCK_INIT
 static inline void nc_mutex_init(nc_mutex *m) { InitializeSRWLock(m); }
 static inline void nc_mutex_destroy(nc_mutex *m) { (void)m; }
 static inline void nc_lock(nc_mutex *m) { AcquireSRWLockExclusive(m); }
@@ -21,7 +22,10 @@ static inline uint64_t nc_now_ms(void) { return (uint64_t)GetTickCount64(); }
 #include <time.h>
 typedef pthread_mutex_t nc_mutex;
 typedef pthread_t nc_tid;
-static inline void nc_mutex_init(nc_mutex *m) { pthread_mutex_init(m, NULL); }
+#define NC_MUTEX_INITIALIZER PTHREAD_MUTEX_INITIALIZER
+/* Spins briefly before sleeping where the C library can (thread.c):
+ * critical sections here are short and make no system calls. */
+void nc_mutex_init(nc_mutex *m);
 static inline void nc_mutex_destroy(nc_mutex *m) { pthread_mutex_destroy(m); }
 static inline void nc_lock(nc_mutex *m) { pthread_mutex_lock(m); }
 static inline void nc_unlock(nc_mutex *m) { pthread_mutex_unlock(m); }

@@ -1,8 +1,11 @@
 /* queue.c: the backend-neutral half of a completion queue: handle slots,
- * operation records, the completion FIFO, waiter batches, posts, timers. */
+ * operation records, the completion FIFO, waiter batches, posts, timers.
+ * No system call is made here with q->lock held (see queue.h). */
 #include "queue.h"
 #include "sock.h"
+#include "thread.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,11 +15,16 @@
 #define MIN_RECV_CHUNK (16 * 1024)
 #define OP_CACHE_MAX 4096
 
+/* Every backend built for this platform, in the order "auto" tries them. */
 static const nc_backend *const backends[] = {
 #ifdef _WIN32
     &nc_backend_iocp,
 #else
-    &nc_backend_epoll,
+#ifdef __linux__
+    &nc_backend_epoll, /* auto: epoll; uring measured no clear win (README) */
+    &nc_backend_uring,
+#endif
+    &nc_backend_poll, /* every POSIX system: the one auto takes where nothing else is built */
 #endif
     NULL,
 };
@@ -102,6 +110,40 @@ void nc_handle_unref(nc_queue *q, nc_handle *h)
     free(h);
 }
 
+/* A closed handle's socket goes back once nobody uses it. */
+static void release_if_unused(nc_queue *q, nc_handle *h)
+{
+    if (h->closed && h->sock_users == 0 && h->sock != NC_NO_SOCK) {
+        nc_defer_release(q, h->sock);
+        h->sock = NC_NO_SOCK;
+    }
+}
+
+void nc_unpin(nc_queue *q, nc_handle *h)
+{
+    h->sock_users--;
+    release_if_unused(q, h);
+}
+
+int nc_claim(nc_handle *h, unsigned bits)
+{
+    if (h->busy & bits)
+        return 0;
+    h->busy |= bits;
+    if (bits & NC_BUSY_RX)
+        h->rx_mark = h->rx_seq;
+    if (bits & NC_BUSY_TX)
+        h->tx_mark = h->tx_seq;
+    nc_pin(h);
+    return 1;
+}
+
+void nc_unclaim(nc_queue *q, nc_handle *h, unsigned bits)
+{
+    h->busy &= ~bits;
+    nc_unpin(q, h);
+}
+
 /* ------------------------------------------------------------ operations */
 
 nc_op *nc_op_new(nc_queue *q, int kind, void *ctx)
@@ -114,7 +156,6 @@ nc_op *nc_op_new(nc_queue *q, int kind, void *ctx)
         return NULL;
     }
     memset(op, 0, offsetof(nc_op, inline_bufs));
-    op->be = NULL;
     op->kind = kind;
     op->ctx = ctx;
     q->pending_ops++;
@@ -166,20 +207,19 @@ void nc_op_attach(nc_handle *h, nc_opq *qq, nc_op *op)
     nc_opq_push(qq, op);
 }
 
-static void wake_one(nc_queue *q)
-{
-    if (q->sleepers > 0 && !q->wake_pending) {
-        q->wake_pending = 1;
-        q->be->wake(q);
-    }
-}
-
-/* Work on a handle some batch holds is for its holder alone, which looks
- * at it on its next nc_wait(): waking anyone else would only make them
- * re-queue it and wake the next sleeper, round and round. */
+/* Work on a connection some batch holds is for its holder alone, which
+ * looks at it on its next nc_wait(): waking anyone else would only make
+ * them re-queue it and wake the next sleeper, round and round. */
 static int for_holder_only(const nc_handle *h)
 {
     return h && h->holder;
+}
+
+static void push_done(nc_queue *q, nc_op *op)
+{
+    nc_opq_push(&q->done, op);
+    if (!for_holder_only(op->owner))
+        nc_wake_one(q);
 }
 
 void nc_complete(nc_queue *q, nc_op *op, int status)
@@ -187,18 +227,34 @@ void nc_complete(nc_queue *q, nc_op *op, int status)
     op->status = status;
     if (op->kind == NC_OP_RECV)
         op->nbytes = 0; /* a RECV through the FIFO carries no data */
-    nc_opq_push(&q->done, op);
-    if (!for_holder_only(op->owner))
-        wake_one(q);
+    push_done(q, op);
+}
+
+void nc_complete_lent(nc_queue *q, nc_op *op, const char *data, size_t n, uintptr_t loan)
+{
+    op->status = 0;
+    op->nbytes = n;
+    op->data = data;
+    op->loan = loan;
+    op->lent = 1;
+    push_done(q, op);
+}
+
+/* Ops a thread is busy with (the head of a busy queue) are that thread's
+ * to complete when it is back. */
+static void cancel_queue(nc_queue *q, nc_opq *qq, int keep_head)
+{
+    nc_op *keep = keep_head ? nc_opq_pop(qq) : NULL, *op;
+    while ((op = nc_opq_pop(qq)))
+        nc_complete(q, op, NC_CANCELLED);
+    if (keep)
+        nc_opq_push(qq, keep);
 }
 
 void nc_cancel_all(nc_queue *q, nc_handle *h)
 {
-    nc_op *op;
-    while ((op = nc_opq_pop(&h->rxq)))
-        nc_complete(q, op, NC_CANCELLED);
-    while ((op = nc_opq_pop(&h->txq)))
-        nc_complete(q, op, NC_CANCELLED);
+    cancel_queue(q, &h->rxq, (h->busy & NC_BUSY_RX) != 0);
+    cancel_queue(q, &h->txq, (h->busy & NC_BUSY_TX) != 0);
 }
 
 void nc_mark_ready(nc_queue *q, nc_handle *h)
@@ -213,35 +269,33 @@ void nc_mark_ready(nc_queue *q, nc_handle *h)
     else
         q->ready_head = h;
     q->ready_tail = h;
+    q->nready++;
     if (!for_holder_only(h))
-        wake_one(q);
+        nc_wake_one(q);
 }
 
 /* --------------------------------------------------------------- waiters */
 
+/* This thread's waiter on q, made on its first wait. */
 static nc_waiter *waiter_for_thread(nc_queue *q)
 {
-    nc_tid self = nc_thread_id();
-    for (nc_waiter *w = q->waiters; w; w = w->next)
-        if (nc_tid_equal(w->tid, self))
-            return w;
-    nc_waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
+    nc_waiter *w = nc_thread_waiter(q, 1);
+    if (!w || w->arena)
+        return w;
     w->arena = malloc(ARENA_SIZE);
     if (!w->arena) {
+        nc_thread_forget(w);
         free(w);
         return NULL;
     }
     w->arena_len = ARENA_SIZE;
-    w->tid = self;
     w->next = q->waiters;
     q->waiters = w;
     q->nwaiters++;
     return w;
 }
 
-static int hold(nc_queue *q, nc_waiter *w, nc_handle *h)
+int nc_hold(nc_queue *q, nc_waiter *w, nc_handle *h)
 {
     (void)q;
     if (h->holder == w)
@@ -260,8 +314,23 @@ static int hold(nc_queue *q, nc_waiter *w, nc_handle *h)
     return 0;
 }
 
+void nc_unhold(nc_queue *q, nc_waiter *w, nc_handle *h)
+{
+    for (int i = w->nheld - 1; i >= 0; i--)
+        if (w->held[i] == h) {
+            w->held[i] = w->held[--w->nheld];
+            h->holder = NULL;
+            nc_handle_unref(q, h);
+            return;
+        }
+}
+
 static void release_held(nc_queue *q, nc_waiter *w)
 {
+    if (w->nloans) {
+        q->be->recycle(q, w->loans, w->nloans);
+        w->nloans = 0;
+    }
     for (int i = 0; i < w->nheld; i++) {
         w->held[i]->holder = NULL;
         nc_handle_unref(q, w->held[i]);
@@ -280,18 +349,10 @@ char *nc_arena_take(nc_waiter *w, size_t want, size_t *len)
 {
     size_t room = w->arena_len - w->arena_used;
     size_t floor = want < MIN_RECV_CHUNK ? want : MIN_RECV_CHUNK;
-    if (w->nout >= w->max_out || room < floor || room == 0)
+    if (room < floor || room == 0)
         return NULL;
     *len = want < room ? want : room;
     return w->arena + w->arena_used;
-}
-
-char *nc_recv_space(nc_queue *q, nc_handle *h, nc_waiter *w, size_t *len)
-{
-    char *buf = nc_arena_take(w, h->rxq.head->nbytes, len);
-    if (!buf)
-        nc_mark_ready(q, h);
-    return buf;
 }
 
 static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t n)
@@ -304,14 +365,15 @@ static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t 
     ev->data = data;
     ev->handle = op->result;
     /* Closed or not: a closed connection's other cancellations must not
-     * reach another thread while this batch handles the first. */
-    if (op->owner)
-        hold(q, w, op->owner);
+     * reach another thread while this batch handles the first.  A listener
+     * is never held: its accepts are for whichever waiter is free. */
+    if (op->owner && op->owner->kind != NC_LISTENER)
+        nc_hold(q, w, op->owner);
     if (op->kind == NC_OP_ACCEPT && op->status == 0) {
         /* The new connection is this batch's too, until its next wait. */
         nc_handle *conn = nc_lookup(q, op->result);
         if (conn)
-            hold(q, w, conn);
+            nc_hold(q, w, conn);
     }
     nc_op_free(q, op);
 }
@@ -320,8 +382,31 @@ void nc_complete_recv(nc_queue *q, nc_waiter *w, nc_op *op, int status,
                       const char *data, size_t n)
 {
     op->status = status;
-    w->arena_used += n;
     emit(q, w, op, data, n);
+}
+
+/* w's batch takes the loan; out of memory it goes straight back. */
+static int take_loan(nc_queue *q, nc_waiter *w, uintptr_t loan)
+{
+    if (w->nloans == w->loans_cap) {
+        int cap = w->loans_cap ? w->loans_cap * 2 : 64;
+        uintptr_t *loans = realloc(w->loans, (size_t)cap * sizeof *loans);
+        if (!loans) {
+            q->be->recycle(q, &loan, 1);
+            return -1;
+        }
+        w->loans = loans;
+        w->loans_cap = cap;
+    }
+    w->loans[w->nloans++] = loan;
+    return 0;
+}
+
+void nc_complete_recv_lent(nc_queue *q, nc_waiter *w, nc_op *op, const char *data,
+                           size_t n, uintptr_t loan)
+{
+    op->status = take_loan(q, w, loan) < 0 ? NC_E_NOMEM : 0;
+    emit(q, w, op, op->status ? NULL : data, op->status ? 0 : n);
 }
 
 /* Moves deliverable completions from the FIFO into w's batch. */
@@ -339,27 +424,45 @@ static void deliver(nc_queue *q, nc_waiter *w)
                 q->done.head = next;
             if (q->done.tail == op)
                 q->done.tail = prev;
-            emit(q, w, op, NULL, op->nbytes);
+            if (op->lent)
+                nc_complete_recv_lent(q, w, op, op->data, op->nbytes, op->loan);
+            else
+                emit(q, w, op, NULL, op->nbytes);
         }
         op = next;
     }
 }
 
-/* Lets the backend do the I/O of every ready handle not held elsewhere. */
-static void run_ready(nc_queue *q, nc_waiter *w)
+static nc_handle *pop_ready(nc_queue *q)
 {
     nc_handle *h = q->ready_head;
-    q->ready_head = q->ready_tail = NULL;
-    while (h) {
-        nc_handle *next = h->ready_next;
+    if (h) {
+        q->ready_head = h->ready_next;
+        if (!q->ready_head)
+            q->ready_tail = NULL;
+        h->ready_next = NULL;
         h->on_ready = 0;
-        if (held_by_other(h, w) || (!h->closed && w->nout >= w->max_out))
-            nc_mark_ready(q, h);
-        else if (!h->closed)
-            q->be->perform(q, h, w);
-        nc_handle_unref(q, h);
-        h = next;
+        q->nready--;
     }
+    return h;
+}
+
+int nc_take_ready(nc_queue *q, nc_waiter *w, nc_handle **out, int max, long *budget)
+{
+    int n = 0;
+    nc_handle *h;
+    while (n < max && *budget > 0 && (h = pop_ready(q))) {
+        (*budget)--;
+        if (h->closed) {
+            nc_handle_unref(q, h);
+        } else if (held_by_other(h, w) || w->nout >= w->max_out) {
+            nc_mark_ready(q, h); /* its holder's, or a later batch's */
+            nc_handle_unref(q, h);
+        } else {
+            out[n++] = h;
+        }
+    }
+    return n;
 }
 
 static int has_work(nc_queue *q, nc_waiter *w)
@@ -373,10 +476,9 @@ static int has_work(nc_queue *q, nc_waiter *w)
     return 0;
 }
 
-static void fire_timers(nc_queue *q)
+static void fire_timers(nc_queue *q, uint64_t now)
 {
     void *ctx;
-    uint64_t now = nc_now_ms();
     while (nc_timers_next_ms(&q->timers, now) == 0) {
         /* Record first, pop second: out of memory leaves the timer armed. */
         nc_op *op = nc_op_new(q, NC_OP_TIMER, NULL);
@@ -388,18 +490,37 @@ static void fire_timers(nc_queue *q)
     }
 }
 
+/* How long poll() may block: up to the caller's deadline, the next timer
+ * or a starved listener's retry; 0 with work in hand. */
+static int poll_timeout(nc_queue *q, int work, int timeout_ms, uint64_t deadline)
+{
+    if (work)
+        return 0;
+    uint64_t now = nc_now_ms();
+    int64_t t = -1;
+    if (timeout_ms >= 0)
+        t = deadline > now ? (int64_t)(deadline - now) : 0;
+    int64_t tn = nc_timers_next_ms(&q->timers, now);
+    if (tn >= 0 && (t < 0 || tn < t))
+        t = tn;
+    int64_t ts = nc_starve_timeout(q, now);
+    if (ts >= 0 && (t < 0 || ts < t))
+        t = ts;
+    return t > 0x7fffffff ? 0x7fffffff : (int)t;
+}
+
 int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
 {
     if (max_events <= 0)
         return NC_E_INVAL;
     nc_lock(&q->lock);
     if (q->closing) {
-        nc_unlock(&q->lock);
+        nc_unlock_q(q);
         return NC_E_CLOSED;
     }
     nc_waiter *w = waiter_for_thread(q);
     if (!w) {
-        nc_unlock(&q->lock);
+        nc_unlock_q(q);
         return NC_E_NOMEM;
     }
     release_held(q, w);
@@ -417,27 +538,16 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
         if (work && !w->skipped_poll) {
             w->skipped_poll = 1;
         } else {
-            int64_t t = -1;
-            if (work)
-                t = 0;
-            else {
-                uint64_t now = nc_now_ms();
-                if (timeout_ms >= 0)
-                    t = deadline > now ? (int64_t)(deadline - now) : 0;
-                int64_t tn = nc_timers_next_ms(&q->timers, now);
-                if (tn >= 0 && (t < 0 || tn < t))
-                    t = tn;
-            }
-            if (t > 0x7fffffff)
-                t = 0x7fffffff;
             w->skipped_poll = 0;
-            rc = q->be->poll(q, (int)t);
+            rc = q->be->poll(q, w, poll_timeout(q, work, timeout_ms, deadline));
         }
         if (rc < 0)
             break;
-        fire_timers(q);
+        uint64_t now = nc_now_ms();
+        nc_starve_tick(q, now);
+        fire_timers(q, now);
         deliver(q, w);
-        run_ready(q, w);
+        q->be->perform(q, w);
         deliver(q, w);
         if (w->nout > 0 || q->closing)
             break;
@@ -447,54 +557,87 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     /* A full batch may leave work nobody holds: hand it to a sleeper, or
      * it waits for this thread's next call. */
     if (has_work(q, NULL))
-        wake_one(q);
+        nc_wake_one(q);
+    int n = w->nout;
     w->out = NULL;
-    nc_unlock(&q->lock);
-    return w->nout > 0 ? w->nout : rc;
+    nc_unlock_q(q);
+    return n > 0 ? n : rc;
+}
+
+int nc_waiter_drop(nc_queue *q, nc_waiter *w)
+{
+    release_held(q, w);
+    for (nc_waiter **pw = &q->waiters; *pw; pw = &(*pw)->next)
+        if (*pw == w) {
+            *pw = w->next;
+            q->nwaiters--;
+            break;
+        }
+    nc_waiter_free_batch(w); /* the record itself is its thread's */
+    return has_work(q, NULL);
 }
 
 void nc_leave(nc_queue *q)
 {
     nc_lock(&q->lock);
-    nc_tid self = nc_thread_id();
-    for (nc_waiter **pw = &q->waiters; *pw; pw = &(*pw)->next) {
-        nc_waiter *w = *pw;
-        if (!nc_tid_equal(w->tid, self))
-            continue;
-        release_held(q, w);
-        *pw = w->next;
-        q->nwaiters--;
-        free(w->arena);
-        free(w->held);
+    nc_waiter *w = nc_thread_waiter(q, 0);
+    if (w && w->arena) {
+        if (nc_waiter_drop(q, w))
+            nc_wake_one(q); /* what it held may be someone else's now */
+        nc_thread_forget(w);
         free(w);
-        if (has_work(q, NULL))
-            wake_one(q); /* what it held may be someone else's now */
-        break;
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
 }
 
 /* -------------------------------------------------------- queue lifetime */
 
+static int probe(const nc_backend *be, char *why, size_t whylen)
+{
+    if (whylen)
+        why[0] = 0;
+    return be->probe ? be->probe(why, whylen) : 0;
+}
+
 const char *nc_backend_name(int i)
 {
+    char why[8];
     for (int j = 0; backends[j]; j++)
-        if (backends[j]->available() && i-- == 0)
+        if (probe(backends[j], why, sizeof why) == 0 && i-- == 0)
             return backends[j]->name;
     return NULL;
+}
+
+static const nc_backend *find_backend(const char *name)
+{
+    for (int i = 0; backends[i]; i++)
+        if (!strcmp(name, backends[i]->name))
+            return backends[i];
+    return NULL;
+}
+
+int nc_backend_check(const char *name, char *why, size_t whylen)
+{
+    const nc_backend *be = find_backend(name);
+    if (!be) {
+        snprintf(why, whylen, "not built for this platform");
+        return NC_E_NOBACKEND;
+    }
+    return probe(be, why, whylen);
 }
 
 int nc_queue_new(const char *name, nc_queue **out)
 {
     const nc_backend *be = NULL;
-    int any = !name || !strcmp(name, "auto");
-    for (int i = 0; backends[i]; i++) {
-        if (any || !strcmp(name, backends[i]->name)) {
-            be = backends[i];
-            break;
-        }
+    char why[8];
+    if (!name || !strcmp(name, "auto")) {
+        for (int i = 0; backends[i] && !be; i++)
+            if (probe(backends[i], why, sizeof why) == 0)
+                be = backends[i];
+    } else if ((be = find_backend(name)) && probe(be, why, sizeof why) < 0) {
+        be = NULL;
     }
-    if (!be || !be->available())
+    if (!be)
         return NC_E_NOBACKEND;
     nc_queue *q = calloc(1, sizeof *q);
     if (!q)
@@ -522,27 +665,36 @@ void nc_handle_close(nc_queue *q, nc_handle *h)
 {
     detach(q, h);
     q->be->close(q, h);
+    release_if_unused(q, h);
     nc_handle_unref(q, h);
+    if (!q->closing)
+        nc_starve_wake(q); /* a descriptor is free again */
 }
 
 void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg)
 {
     nc_lock(&q->lock);
     q->closing = 1;
+    for (nc_waiter *w = q->waiters; w; w = w->next)
+        release_held(q, w);
     for (uint32_t i = 1; i < q->nslots; i++)
         if (q->slots[i].h)
             nc_handle_close(q, q->slots[i].h);
+    for (nc_op *op = q->done.head; op; op = op->next)
+        if (op->lent) { /* back to the backend while it still exists */
+            q->be->recycle(q, &op->loan, 1);
+            op->lent = 0;
+        }
+    nc_unlock_q(q); /* the sockets are released here */
+    /* Threads that waited here keep their waiter records and free them
+     * themselves (thread.c). */
+    nc_thread_detach(q);
     q->be->destroy(q);
+    nc_lock(&q->lock);
     /* Ops still queued get their ctx handed back, not delivered. */
-    for (nc_waiter *w = q->waiters; w; w = w->next)
-        release_held(q, w);
-    nc_handle *h = q->ready_head;
-    q->ready_head = q->ready_tail = NULL;
-    while (h) {
-        nc_handle *next = h->ready_next;
+    nc_handle *h;
+    while ((h = pop_ready(q)))
         nc_handle_unref(q, h);
-        h = next;
-    }
     nc_op *op;
     while ((op = nc_opq_pop(&q->done))) {
         if (release)
@@ -554,13 +706,6 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
         if (release)
             release(ctx, arg);
     nc_timers_free(&q->timers);
-    while (q->waiters) {
-        nc_waiter *w = q->waiters;
-        q->waiters = w->next;
-        free(w->arena);
-        free(w->held);
-        free(w);
-    }
     while ((op = q->op_cache)) {
         q->op_cache = op->next;
         free(op);
@@ -574,22 +719,27 @@ void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg), void *arg
 /* ------------------------------------------------------------ operations */
 
 /* Makes a handle of a listening socket; on failure the socket is closed. */
-static int add_listener(nc_queue *q, nc_sock_t s, nc_id *out)
+static int add_listener(nc_queue *q, nc_sock_t s, int adopted, nc_id *out)
 {
     nc_lock(&q->lock);
     int closing = q->closing;
     nc_handle *h = closing ? NULL : nc_handle_new(q, s, NC_LISTENER);
     if (!h) {
-        nc_unlock(&q->lock);
+        nc_unlock_q(q);
         nc_sock_close(s);
         return closing ? NC_E_CLOSED : NC_E_NOMEM;
     }
+    h->adopted = adopted != 0;
+    nc_pin(h); /* nobody knows h yet; attach works on its socket unlocked */
+    nc_unlock_q(q);
     int rc = q->be->attach(q, h);
+    nc_lock(&q->lock);
+    nc_unpin(q, h);
     if (rc < 0)
         nc_handle_close(q, h);
     else
         *out = h->id;
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
@@ -598,7 +748,7 @@ int nc_listen(nc_queue *q, const struct sockaddr *addr, int addrlen,
 {
     nc_sock_t s;
     int rc = nc_sock_listen(addr, addrlen, backlog, reuse_port, &s);
-    return rc < 0 ? rc : add_listener(q, s, out);
+    return rc < 0 ? rc : add_listener(q, s, 0, out);
 }
 
 int nc_adopt_listener(nc_queue *q, nc_sock_t s, nc_id *out)
@@ -608,7 +758,7 @@ int nc_adopt_listener(nc_queue *q, nc_sock_t s, nc_id *out)
         nc_sock_close(s);
         return rc;
     }
-    return add_listener(q, s, out);
+    return add_listener(q, s, 1, out);
 }
 
 /* Looks up h, checks its kind and queues a new op on it. */
@@ -638,9 +788,9 @@ int nc_accept(nc_queue *q, nc_id listener, void *ctx)
     int rc = submit(q, listener, NC_LISTENER, NC_OP_ACCEPT, ctx, &op, &h);
     if (rc == 0) {
         nc_op_attach(h, &h->rxq, op);
-        rc = q->be->start(q, h, op);
+        q->be->start(q, h, op);
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
@@ -656,9 +806,9 @@ int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
         op->nbytes = max_bytes;
         op->result = conn;
         nc_op_attach(h, &h->rxq, op);
-        rc = q->be->start(q, h, op);
+        q->be->start(q, h, op);
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
@@ -666,25 +816,33 @@ int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
 {
     if (nbufs < 0 || (nbufs > 0 && !bufs))
         return NC_E_INVAL;
+    nc_buf *copy = NULL;
+    if (nbufs > NC_INLINE_BUFS) { /* allocated before the lock is taken */
+        copy = malloc((size_t)nbufs * sizeof *bufs);
+        if (!copy)
+            return NC_E_NOMEM;
+        memcpy(copy, bufs, (size_t)nbufs * sizeof *bufs);
+    }
     nc_op *op;
     nc_handle *h;
     nc_lock(&q->lock);
     int rc = submit(q, conn, NC_CONN, NC_OP_SEND, ctx, &op, &h);
     if (rc == 0) {
-        op->bufs = nbufs <= NC_INLINE_BUFS ? op->inline_bufs : malloc((size_t)nbufs * sizeof *bufs);
-        if (!op->bufs) {
-            nc_op_free(q, op);
-            rc = NC_E_NOMEM;
+        if (copy) {
+            op->bufs = copy;
+            copy = NULL;
         } else {
+            op->bufs = op->inline_bufs;
             if (nbufs)
                 memcpy(op->bufs, bufs, (size_t)nbufs * sizeof *bufs);
-            op->nbufs = nbufs;
-            op->result = conn;
-            nc_op_attach(h, &h->txq, op);
-            rc = q->be->start(q, h, op);
         }
+        op->nbufs = nbufs;
+        op->result = conn;
+        nc_op_attach(h, &h->txq, op);
+        q->be->start(q, h, op);
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
+    free(copy);
     return rc;
 }
 
@@ -697,23 +855,26 @@ int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
     if (rc == 0) {
         op->result = conn;
         nc_op_attach(h, &h->txq, op); /* behind the sends already queued */
-        rc = q->be->start(q, h, op);
+        q->be->start(q, h, op);
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
 int nc_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, void *ctx)
 {
     nc_lock(&q->lock);
-    int rc = NC_E_CLOSED;
-    if (!q->closing) {
-        nc_op *op = nc_op_new(q, NC_OP_CONNECT, ctx);
-        rc = op ? q->be->connect(q, addr, addrlen, op) : NC_E_NOMEM;
-        if (rc < 0 && op)
-            nc_op_free(q, op);
+    nc_op *op = q->closing ? NULL : nc_op_new(q, NC_OP_CONNECT, ctx);
+    int rc = q->closing ? NC_E_CLOSED : op ? 0 : NC_E_NOMEM;
+    nc_unlock_q(q);
+    if (rc < 0)
+        return rc;
+    rc = q->be->connect(q, addr, addrlen, op); /* makes its socket unlocked */
+    if (rc < 0) {
+        nc_lock(&q->lock);
+        nc_op_free(q, op);
+        nc_unlock_q(q);
     }
-    nc_unlock(&q->lock);
     return rc;
 }
 
@@ -723,7 +884,7 @@ int nc_close(nc_queue *q, nc_id id)
     nc_handle *h = nc_lookup(q, id);
     if (h)
         nc_handle_close(q, h);
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return h ? 0 : NC_E_BADHANDLE;
 }
 
@@ -737,7 +898,7 @@ int nc_post(nc_queue *q, void *ctx)
         if (op)
             nc_complete(q, op, 0);
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
@@ -751,9 +912,9 @@ int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
         uint64_t deadline = nc_now_ms() + (uint64_t)(seconds * 1000.0 + 0.999);
         rc = nc_timers_add(&q->timers, deadline, ctx, timer_id) < 0 ? NC_E_NOMEM : 0;
         if (rc == 0)
-            wake_one(q); /* a sleeper may need a shorter timeout */
+            nc_wake_one(q); /* a sleeper may need a shorter timeout */
     }
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
@@ -761,7 +922,7 @@ int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out)
 {
     nc_lock(&q->lock);
     int rc = nc_timers_cancel(&q->timers, timer_id, ctx_out);
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
@@ -773,27 +934,84 @@ int nc_fileno(nc_queue *q, nc_id id, nc_sock_t *out)
     nc_handle *h = nc_lookup(q, id);
     if (h)
         *out = h->sock;
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return h ? 0 : NC_E_BADHANDLE;
 }
 
-static int name_of(nc_queue *q, nc_id id, int peer, struct sockaddr_storage *out, int *len)
+/* Runs a socket call on h's socket with the lock dropped; a concurrent
+ * close waits for it (the pin) before the socket is released. */
+typedef int (*sock_call)(nc_sock_t s, void *arg);
+
+static int on_socket(nc_queue *q, nc_id id, sock_call call, void *arg)
 {
     nc_lock(&q->lock);
     nc_handle *h = nc_lookup(q, id);
-    int rc = h ? nc_sock_name(h->sock, peer, out, len) : NC_E_BADHANDLE;
-    nc_unlock(&q->lock);
+    if (!h) {
+        nc_unlock_q(q);
+        return NC_E_BADHANDLE;
+    }
+    nc_pin(h);
+    nc_handle_ref(h);
+    nc_unlock_q(q);
+    int rc = call(h->sock, arg);
+    nc_lock(&q->lock);
+    nc_unpin(q, h);
+    nc_handle_unref(q, h);
+    nc_unlock_q(q);
     return rc;
+}
+
+typedef struct name_args {
+    int peer;
+    struct sockaddr_storage *out;
+    int *len;
+} name_args;
+
+static int name_call(nc_sock_t s, void *arg)
+{
+    name_args *a = arg;
+    return nc_sock_name(s, a->peer, a->out, a->len);
 }
 
 int nc_sockname(nc_queue *q, nc_id id, struct sockaddr_storage *out, int *len)
 {
-    return name_of(q, id, 0, out, len);
+    name_args a = {0, out, len};
+    return on_socket(q, id, name_call, &a);
 }
 
 int nc_peername(nc_queue *q, nc_id id, struct sockaddr_storage *out, int *len)
 {
-    return name_of(q, id, 1, out, len);
+    name_args a = {1, out, len};
+    return on_socket(q, id, name_call, &a);
+}
+
+typedef struct opt_args {
+    int level, name, value;
+    int *out;
+} opt_args;
+
+static int setopt_call(nc_sock_t s, void *arg)
+{
+    opt_args *a = arg;
+    return nc_sock_setopt(s, a->level, a->name, a->value);
+}
+
+static int getopt_call(nc_sock_t s, void *arg)
+{
+    opt_args *a = arg;
+    return nc_sock_getopt(s, a->level, a->name, a->out);
+}
+
+int nc_setsockopt(nc_queue *q, nc_id id, int level, int name, int value)
+{
+    opt_args a = {level, name, value, NULL};
+    return on_socket(q, id, setopt_call, &a);
+}
+
+int nc_getsockopt(nc_queue *q, nc_id id, int level, int name, int *value)
+{
+    opt_args a = {level, name, 0, value};
+    return on_socket(q, id, getopt_call, &a);
 }
 
 int nc_is_listener(nc_queue *q, nc_id id)
@@ -801,34 +1019,19 @@ int nc_is_listener(nc_queue *q, nc_id id)
     nc_lock(&q->lock);
     nc_handle *h = nc_lookup(q, id);
     int rc = h ? h->kind == NC_LISTENER : NC_E_BADHANDLE;
-    nc_unlock(&q->lock);
-    return rc;
-}
-
-int nc_setsockopt(nc_queue *q, nc_id id, int level, int name, int value)
-{
-    nc_lock(&q->lock);
-    nc_handle *h = nc_lookup(q, id);
-    int rc = h ? nc_sock_setopt(h->sock, level, name, value) : NC_E_BADHANDLE;
-    nc_unlock(&q->lock);
-    return rc;
-}
-
-int nc_getsockopt(nc_queue *q, nc_id id, int level, int name, int *value)
-{
-    nc_lock(&q->lock);
-    nc_handle *h = nc_lookup(q, id);
-    int rc = h ? nc_sock_getopt(h->sock, level, name, value) : NC_E_BADHANDLE;
-    nc_unlock(&q->lock);
+    nc_unlock_q(q);
     return rc;
 }
 
 void nc_get_stats(nc_queue *q, nc_stats *out)
 {
+    memset(out, 0, sizeof *out);
     nc_lock(&q->lock);
     out->live_handles = q->live_handles;
     out->pending_ops = q->pending_ops;
     out->timers = (long)q->timers.nheap;
     out->waiters = q->nwaiters;
-    nc_unlock(&q->lock);
+    if (q->be->stats)
+        q->be->stats(q, out);
+    nc_unlock_q(q);
 }

@@ -24,6 +24,7 @@ cdef extern from "iocore.h" nogil:
         long pending_ops
         long timers
         long waiters
+        long cq_overflow
 
     enum:
         NC_OP_ACCEPT
@@ -44,6 +45,7 @@ cdef extern from "iocore.h" nogil:
         NC_E_INTR
 
     const char *nc_backend_name(int i)
+    int nc_backend_check(const char *name, char *why, size_t whylen)
     int nc_queue_new(const char *backend, nc_queue **out)
     const char *nc_queue_backend(const nc_queue *q)
     void nc_queue_free(nc_queue *q, void (*release)(void *ctx, void *arg) noexcept, void *arg)
@@ -76,4 +78,6 @@ cdef extern from "compat.h" nogil:
     int nc_resolve(const char *host, const char *port, int passive,
                    void *out, int *outlen, int *gai_error)
     const char *nc_gai_strerror(int code)
+    # gives the CPU to another thread for a moment
+    void nc_yield()
     int nc_addr_to_text(const void *addr, int addrlen, char *host, int hostlen, int *port)

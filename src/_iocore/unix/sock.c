@@ -1,5 +1,7 @@
 /* unix/sock.c: POSIX socket calls behind core/sock.h. */
+#define _GNU_SOURCE /* accept4 */
 #include "../core/sock.h"
+#include "posix.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,10 +14,50 @@ int nc_sock_error(void)
     return -errno;
 }
 
+/* Non-blocking, close-on-exec, and no SIGPIPE where only an option can
+ * say so: what SOCK_NONBLOCK | SOCK_CLOEXEC give at once where they exist. */
+static int finish_socket(int fd)
+{
+    if (fd < 0)
+        return fd;
+#if !defined(SOCK_NONBLOCK) || !defined(SOCK_CLOEXEC)
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+#endif
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    return fd;
+}
+
+int nc_posix_socket(int family)
+{
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    return finish_socket(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+#else
+    return finish_socket(socket(family, SOCK_STREAM, 0));
+#endif
+}
+
+int nc_posix_accept(int listener)
+{
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && !defined(__APPLE__)
+    return finish_socket(accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
+#else
+    return finish_socket(accept(listener, NULL, NULL));
+#endif
+}
+
 int nc_sock_listen(const struct sockaddr *addr, int addrlen, int backlog,
                    int reuse_port, nc_sock_t *out)
 {
-    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = nc_posix_socket(addr->sa_family);
     if (fd < 0)
         return -errno;
     int one = 1;

@@ -23,7 +23,7 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
     "worker_start": ("auto", str, "how workers start: fork, spawn, or auto (fork where the OS has it)"),
     "threads": (None, int, "run the application on a pool of N threads (0: on the I/O thread; "
                            "default: 0 for native, 4 per core up to 32 for wsgi)"),
-    "backend": ("auto", str, "completion backend: auto, epoll or iocp"),
+    "backend": ("auto", str, "completion backend: auto, epoll, uring (Linux), poll (POSIX) or iocp (Windows)"),
     "interface": ("auto", str, "application interface: auto (by the app's shape), native, wsgi or asgi"),
     "lifespan": ("auto", str, "ASGI lifespan: auto (run it if the app speaks it), on, off"),
     "root_path": ("", str, "the path prefix the application is mounted at behind a proxy "
