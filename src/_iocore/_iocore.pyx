@@ -28,6 +28,8 @@ SEND = NC_OP_SEND
 POST = NC_OP_POST
 TIMER = NC_OP_TIMER
 SHUTDOWN = NC_OP_SHUTDOWN
+# a multishot recv's bytes: it stays armed (the last completion is a RECV)
+RECV_MORE = 8
 CANCELLED = NC_CANCELLED
 
 KNOWN_BACKENDS = ("epoll", "uring", "poll", "iocp")
@@ -368,24 +370,44 @@ cdef class Queue:
             Py_DECREF(tag)
             raise _error(rc, f"cannot connect to {host}:{port}")
 
-    def recv(self, Handle conn, tag, Py_ssize_t max_bytes=65536):
+    def recv(self, Handle conn, tag, Py_ssize_t max_bytes=65536, bint multishot=False):
+        """Receive up to max_bytes.  multishot: stay armed, completing as
+        RECV_MORE per read, until a last RECV (EOF, an error, CANCELLED)."""
         cdef nc_id id = self._handle_id(conn)
         cdef int rc
         cdef void *ctx = <void *>tag
+        cdef unsigned flags = NC_RECV_MULTISHOT if multishot else 0
         self._check()
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
         cdef nc_queue *q = self._enter()
         Py_INCREF(tag)
         with nogil:
-            rc = nc_recv(q, id, <size_t>max_bytes, ctx)
+            rc = nc_recv_ex(q, id, <size_t>max_bytes, ctx, flags)
         self._exit()
         if rc < 0:
             Py_DECREF(tag)
             raise _error(rc, "recv")
 
-    def send(self, Handle conn, tag, data):
-        """Send a bytes-like object or a list/tuple of them, gathered."""
+    def recv_stop(self, Handle conn):
+        """End the multishot recv pending on conn: its last completion (a
+        RECV: CANCELLED, or the bytes being read right now) follows."""
+        cdef nc_id id = self._handle_id(conn)
+        cdef int rc
+        self._check()
+        cdef nc_queue *q = self._enter()
+        with nogil:
+            rc = nc_recv_stop(q, id)
+        self._exit()
+        if rc == NC_E_INVAL:
+            raise RuntimeError("no multishot recv is pending on this connection")
+        if rc < 0:
+            raise _error(rc, "recv_stop")
+
+    def send(self, Handle conn, tag, data, bint quiet=False):
+        """Send a bytes-like object or a list/tuple of them, gathered.
+        quiet: a send whose every byte goes out within the call reports no
+        completion; returns True then (else False: a SEND follows)."""
         cdef nc_id id = self._handle_id(conn)
         cdef nc_buf stackbufs[SEND_STACK_BUFS]
         cdef nc_buf *bufs = stackbufs
@@ -416,16 +438,21 @@ cdef class Queue:
         ctx = (tag, keep)
         cdef void *cctx = <void *>ctx
         cdef int rc, cn = <int>n
+        cdef unsigned flags = NC_SEND_QUIET if quiet else 0
         cdef nc_queue *q = self._enter()
         Py_INCREF(ctx)
         with nogil:
-            rc = nc_send(q, id, bufs, cn, cctx)
+            rc = nc_send_ex(q, id, bufs, cn, cctx, flags)
         self._exit()
         if bufs != stackbufs:
             free(bufs)
         if rc < 0:
             Py_DECREF(ctx)
             raise _error(rc, "send")
+        if rc == 1:
+            Py_DECREF(ctx)  # out at once: no completion will hand it back
+            return True
+        return False
 
     def shutdown(self, Handle conn, tag):
         """Half-close: once every send started before this one is out, shut
@@ -573,11 +600,14 @@ cdef class Queue:
 
     cdef object _convert(self, nc_event *ev):
         cdef object ctx = <object>ev.ctx
-        Py_DECREF(ctx)  # the reference the operation held; ctx keeps one
+        if not ev.more:
+            Py_DECREF(ctx)  # the reference the operation held; ctx keeps one
         op = ev.op
         value = None
         if op == NC_OP_RECV:
             tag = ctx
+            if ev.more:
+                op = RECV_MORE  # the recv stays armed and keeps its reference
             if ev.status == 0:
                 value = PyBytes_FromStringAndSize(ev.data, <Py_ssize_t>ev.nbytes)
         elif op == NC_OP_SEND:

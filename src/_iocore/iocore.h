@@ -87,6 +87,7 @@ typedef struct nc_event {
     nc_id handle;      /* RECV/SEND: the connection; ACCEPT/CONNECT: the new one */
     size_t nbytes;     /* RECV: bytes at data (0 with status 0 = EOF); SEND: bytes sent */
     const char *data;  /* RECV: valid until this thread's next nc_wait() */
+    int more;          /* RECV of a multishot recv: 1 if it stays armed (ctx still in use) */
 } nc_event;
 
 typedef struct nc_stats {
@@ -122,6 +123,29 @@ int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx);
 /* The nc_buf array is copied; the bytes it points to must live until the
  * completion.  Completes once every byte is sent, or with an error. */
 int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx);
+
+/* nc_send_ex flags */
+#define NC_SEND_QUIET 1u   /* no completion for a send done in full within the call */
+/* nc_send with flags.  With NC_SEND_QUIET a send whose every byte went out
+ * before the call returns is not reported: the call returns 1, and ctx and
+ * the bytes are the caller's again at once.  Otherwise (0) it completes as
+ * nc_send does.  Every backend tries such a send at once: epoll and poll
+ * always do, io_uring and IOCP make a non-blocking send first instead of
+ * queueing a kernel request. */
+int nc_send_ex(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx,
+               unsigned flags);
+
+/* nc_recv_ex flags */
+#define NC_RECV_MULTISHOT 1u
+/* nc_recv with flags.  A multishot recv stays armed: it completes once per
+ * read that brings bytes, with nc_event.more = 1 (ctx still in use), and
+ * ends with one last completion (more = 0): EOF, an error, NC_CANCELLED
+ * (close, nc_recv_stop), or, when nc_recv_stop came while bytes were being
+ * read, those bytes.  Saves a call per read and keeps its place in line. */
+int nc_recv_ex(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx, unsigned flags);
+/* Ends the multishot recv pending on conn (its last completion follows).
+ * NC_E_INVAL if none is pending. */
+int nc_recv_stop(nc_queue *q, nc_id conn);
 /* Shuts down the sending side once every send started before it is out
  * (the peer then reads EOF); receiving goes on.  Completes with 0 or an
  * error, as a SHUTDOWN event. */

@@ -11,6 +11,7 @@ from netcore._iocore import (  # noqa: F401
     KNOWN_BACKENDS,
     POST,
     RECV,
+    RECV_MORE,
     SEND,
     SHUTDOWN,
     TIMER,
@@ -22,6 +23,7 @@ from netcore._iocore import (  # noqa: F401
 )
 
 __all__ = [
-    "ACCEPT", "CANCELLED", "CONNECT", "KNOWN_BACKENDS", "POST", "RECV", "SEND", "SHUTDOWN", "TIMER",
+    "ACCEPT", "CANCELLED", "CONNECT", "KNOWN_BACKENDS", "POST", "RECV", "RECV_MORE", "SEND",
+    "SHUTDOWN", "TIMER",
     "Handle", "Queue", "Timer", "backends", "status_name",
 ]

@@ -377,6 +377,129 @@ static int test_gathered_send(void)
     return 0;
 }
 
+/* NC_SEND_QUIET: a send that fits goes out within the call and reports
+ * nothing; one the socket cannot take at once completes as ever. */
+static int test_quiet_send(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+    nc_buf b = {"hello", 5};
+    int rc = nc_send_ex(q, c, &b, 1, &tag_send, NC_SEND_QUIET);
+    CHECK(rc == 1, "a small quiet send was not done at once (%d)", rc);
+    CHECK(nc_send_ex(q, c, &b, 1, &tag_send, 2) == NC_E_INVAL, "unknown flag taken");
+    CHECK_OK(nc_recv(q, s, 64, &tag_recv));
+    nc_event ev;
+    CHECK(next_event(q, &ev, WAIT_MS) == 1, "no recv");
+    CHECK(ev.op == NC_OP_RECV && ev.nbytes == 5 && !memcmp(ev.data, "hello", 5), "bytes");
+    CHECK(expect_quiet(q, 200) == 0, "the quiet send was reported");
+    /* More than the socket buffers take, the peer not reading yet: not done
+     * at once, so it completes, once every byte is out. */
+    size_t total = 32u << 20;
+    char *big = malloc(total), *got = malloc(total);
+    CHECK(big && got, "malloc");
+    fill(big, total, 0, 7);
+    nc_buf bb = {big, total};
+    rc = nc_send_ex(q, c, &bb, 1, &tag_send, NC_SEND_QUIET);
+    CHECK(rc == 0, "32 MiB done at once (%d)", rc);
+    size_t n = 0;
+    int sent = 0;
+    CHECK_OK(nc_recv(q, s, 65536, &tag_recv));
+    uint64_t deadline = t_now_ms() + 60000;
+    while (n < total || !sent) {
+        CHECK(t_now_ms() < deadline, "stalled at %zu", n);
+        CHECK(next_event(q, &ev, WAIT_MS) == 1, "no event at %zu", n);
+        CHECK(ev.status == 0, "op %d: %s", ev.op, nc_status_name(ev.status));
+        if (ev.op == NC_OP_SEND) {
+            CHECK(ev.ctx == &tag_send && ev.nbytes == total, "send reported %zu", ev.nbytes);
+            sent = 1;
+        } else {
+            CHECK(n + ev.nbytes <= total, "too much");
+            memcpy(got + n, ev.data, ev.nbytes);
+            n += ev.nbytes;
+            if (n < total)
+                CHECK_OK(nc_recv(q, s, 65536, &tag_recv));
+        }
+    }
+    CHECK(!memcmp(big, got, total), "bytes differ");
+    free(big);
+    free(got);
+    nc_close(q, c);
+    nc_close(q, s);
+    nc_close(q, lst);
+    return finish(q);
+}
+
+/* NC_RECV_MULTISHOT: one recv, a completion per read (more = 1), bytes in
+ * order; nc_recv_stop, close and EOF end it with one last completion. */
+static int test_multishot_recv(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+    CHECK(nc_recv_stop(q, s) == NC_E_INVAL, "stop without a multishot recv");
+    CHECK_OK(nc_recv_ex(q, s, 4, &tag_recv, NC_RECV_MULTISHOT));
+    CHECK(nc_recv(q, s, 4, &tag_post) == NC_E_BUSY, "a second recv beside a multishot one");
+    const char *msgs[] = {"abcdefghij", "XYZ", "0123456789abcdef"};
+    char want[64], got[64];
+    size_t nw = 0, n = 0;
+    nc_event ev;
+    for (int m = 0; m < 3; m++) {
+        nc_buf b = {msgs[m], strlen(msgs[m])};
+        CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
+        memcpy(want + nw, msgs[m], b.len);
+        nw += b.len;
+        int sent = 0;
+        while (n < nw || !sent) {
+            CHECK(next_event(q, &ev, WAIT_MS) == 1, "stalled at %zu of %zu", n, nw);
+            CHECK(ev.status == 0, "op %d: %s", ev.op, nc_status_name(ev.status));
+            if (ev.op == NC_OP_SEND) {
+                sent = 1;
+                continue;
+            }
+            CHECK(ev.op == NC_OP_RECV && ev.ctx == &tag_recv && ev.more == 1, "not armed on");
+            CHECK(ev.nbytes > 0 && ev.nbytes <= 4 && n + ev.nbytes <= nw, "read %zu", ev.nbytes);
+            memcpy(got + n, ev.data, ev.nbytes);
+            n += ev.nbytes;
+        }
+    }
+    CHECK(!memcmp(want, got, nw), "bytes out of order");
+    /* Stopped: one last completion; bytes sent after it wait for the next recv. */
+    CHECK_OK(nc_recv_stop(q, s));
+    CHECK(next_event(q, &ev, WAIT_MS) == 1, "no last completion after stop");
+    CHECK(ev.op == NC_OP_RECV && ev.more == 0 && ev.ctx == &tag_recv, "last completion");
+    CHECK(ev.status == NC_CANCELLED, "stop: %s", nc_status_name(ev.status));
+    CHECK(nc_recv_stop(q, s) == NC_E_INVAL, "stopped twice");
+    nc_buf b = {"end", 3};
+    CHECK_OK(nc_send(q, c, &b, 1, &tag_send));
+    CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.op == NC_OP_SEND, "send");
+    CHECK_OK(nc_recv_ex(q, s, 64, &tag_recv, NC_RECV_MULTISHOT));
+    CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.more == 1 && ev.nbytes == 3 &&
+          !memcmp(ev.data, "end", 3), "bytes after a stop lost");
+    /* The peer closes: EOF is the last completion. */
+    CHECK_OK(nc_close(q, c));
+    CHECK(next_event(q, &ev, WAIT_MS) == 1, "no EOF");
+    CHECK(ev.op == NC_OP_RECV && ev.status == 0 && ev.nbytes == 0 && ev.more == 0, "EOF %s",
+          nc_status_name(ev.status));
+    /* Close with one armed: cancelled, once. */
+    nc_id c2, s2;
+    int port;
+    struct sockaddr_storage ss;
+    int len = 0;
+    CHECK_OK(nc_sockname(q, lst, &ss, &len));
+    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    CHECK(make_pair(q, lst, port, &c2, &s2) == 0, "second pair");
+    CHECK_OK(nc_recv_ex(q, s2, 64, &tag_recv, NC_RECV_MULTISHOT));
+    CHECK_OK(nc_close(q, s2));
+    CHECK(next_event(q, &ev, WAIT_MS) == 1 && ev.status == NC_CANCELLED && ev.more == 0,
+          "close of an armed multishot recv");
+    CHECK(expect_quiet(q, 200) == 0, "more after the last completion");
+    nc_close(q, c2);
+    nc_close(q, s);
+    nc_close(q, lst);
+    return finish(q);
+}
+
 static int test_eof(void)
 {
     nc_queue *q;
@@ -1178,6 +1301,8 @@ static const t_case cases[] = {
     {"connect_refused", test_connect_refused, 20},
     {"echo_1mib", test_echo_1mib, 60},
     {"gathered_send", test_gathered_send, 20},
+    {"quiet_send", test_quiet_send, 90},
+    {"multishot_recv", test_multishot_recv, 30},
     {"eof", test_eof, 20},
     {"shutdown", test_shutdown, 30},
     {"reset", test_reset, 20},

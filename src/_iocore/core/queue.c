@@ -224,6 +224,10 @@ static void push_done(nc_queue *q, nc_op *op)
 
 void nc_complete(nc_queue *q, nc_op *op, int status)
 {
+    if (op->quiet && status == 0 && nc_thread_quiet_take(op)) {
+        nc_op_free(q, op); /* out at once: the caller of nc_send_ex is told so */
+        return;
+    }
     op->status = status;
     if (op->kind == NC_OP_RECV)
         op->nbytes = 0; /* a RECV through the FIFO carries no data */
@@ -255,6 +259,29 @@ void nc_cancel_all(nc_queue *q, nc_handle *h)
 {
     cancel_queue(q, &h->rxq, (h->busy & NC_BUSY_RX) != 0);
     cancel_queue(q, &h->txq, (h->busy & NC_BUSY_TX) != 0);
+}
+
+nc_op *nc_recv_take(nc_queue *q, nc_handle *h, int status, size_t n)
+{
+    nc_op *op = h->rxq.head;
+    if (op->multi && !op->stop && status == 0 && n > 0 && !h->closed) {
+        nc_op *copy = nc_op_new(q, NC_OP_RECV, op->ctx);
+        if (copy) { /* out of memory: the head itself, its last completion */
+            copy->more = 1;
+            copy->result = op->result;
+            copy->owner = op->owner;
+            nc_handle_ref(copy->owner);
+            return copy;
+        }
+    }
+    return nc_opq_pop(&h->rxq);
+}
+
+void nc_recv_settle(nc_queue *q, nc_handle *h)
+{
+    nc_op *op = h->rxq.head;
+    if (op && op->stop && !(h->busy & NC_BUSY_RX))
+        nc_complete(q, nc_opq_pop(&h->rxq), NC_CANCELLED);
 }
 
 void nc_mark_ready(nc_queue *q, nc_handle *h)
@@ -359,6 +386,7 @@ static void emit(nc_queue *q, nc_waiter *w, nc_op *op, const char *data, size_t 
 {
     nc_event *ev = &w->out[w->nout++];
     ev->op = op->kind;
+    ev->more = op->more;
     ev->status = op->status;
     ev->ctx = op->ctx;
     ev->nbytes = n;
@@ -796,13 +824,19 @@ int nc_accept(nc_queue *q, nc_id listener, void *ctx)
 
 int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
 {
-    if (max_bytes == 0)
+    return nc_recv_ex(q, conn, max_bytes, ctx, 0);
+}
+
+int nc_recv_ex(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx, unsigned flags)
+{
+    if (max_bytes == 0 || (flags & ~NC_RECV_MULTISHOT))
         return NC_E_INVAL;
     nc_op *op;
     nc_handle *h;
     nc_lock(&q->lock);
     int rc = submit(q, conn, NC_CONN, NC_OP_RECV, ctx, &op, &h);
     if (rc == 0) {
+        op->multi = (flags & NC_RECV_MULTISHOT) != 0;
         op->nbytes = max_bytes;
         op->result = conn;
         nc_op_attach(h, &h->rxq, op);
@@ -812,9 +846,32 @@ int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
     return rc;
 }
 
+int nc_recv_stop(nc_queue *q, nc_id conn)
+{
+    nc_lock(&q->lock);
+    nc_handle *h = nc_lookup(q, conn);
+    nc_op *op = h ? h->rxq.head : NULL;
+    int rc = !h ? NC_E_BADHANDLE : op && op->multi && !op->stop ? 0 : NC_E_INVAL;
+    if (rc == 0) {
+        /* A thread reading for it now ends it with what it reads
+         * (nc_recv_take, nc_recv_settle); else it ends here. */
+        op->stop = 1;
+        if (!(h->busy & NC_BUSY_RX))
+            nc_complete(q, nc_opq_pop(&h->rxq), NC_CANCELLED);
+    }
+    nc_unlock_q(q);
+    return rc;
+}
+
 int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
 {
-    if (nbufs < 0 || (nbufs > 0 && !bufs))
+    return nc_send_ex(q, conn, bufs, nbufs, ctx, 0);
+}
+
+int nc_send_ex(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx,
+               unsigned flags)
+{
+    if (nbufs < 0 || (nbufs > 0 && !bufs) || (flags & ~NC_SEND_QUIET))
         return NC_E_INVAL;
     nc_buf *copy = NULL;
     if (nbufs > NC_INLINE_BUFS) { /* allocated before the lock is taken */
@@ -838,11 +895,18 @@ int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
         }
         op->nbufs = nbufs;
         op->result = conn;
+        if (flags & NC_SEND_QUIET) {
+            op->quiet = 1;
+            nc_thread_quiet_begin(op);
+        }
         nc_op_attach(h, &h->txq, op);
         q->be->start(q, h, op);
     }
-    nc_unlock_q(q);
+    int quiet = rc == 0 && (flags & NC_SEND_QUIET);
+    nc_unlock_q(q); /* runs the kick that sends at once, if any */
     free(copy);
+    if (quiet && nc_thread_quiet_end())
+        return 1;
     return rc;
 }
 

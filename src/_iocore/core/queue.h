@@ -52,7 +52,12 @@ typedef struct nc_op {
     /* RECV through the FIFO with bytes in a lent buffer (nc_complete_lent) */
     const char *data;
     uintptr_t loan;
-    int lent;
+    unsigned lent : 1;
+    unsigned quiet : 1;   /* SEND: NC_SEND_QUIET (thread.h: nc_thread_quiet_*) */
+    unsigned multi : 1;   /* RECV: multishot; stays on rxq across its completions */
+    unsigned more : 1;    /* the completion of a multishot recv that stays armed */
+    unsigned stop : 1;    /* RECV: nc_recv_stop came while a thread was reading */
+    unsigned tried : 1;   /* SEND: the at-once attempt of a quiet send was made */
     nc_buf inline_bufs[NC_INLINE_BUFS];
 } nc_op;
 
@@ -232,6 +237,15 @@ char *nc_arena_take(nc_waiter *w, size_t want, size_t *len);
 static inline void nc_arena_used(nc_waiter *w, size_t n) { w->arena_used += n; }
 /* Complete every queued op of h that no thread is busy with, with NC_CANCELLED. */
 void nc_cancel_all(nc_queue *q, nc_handle *h);
+
+/* The op a backend completes for h's rxq head, given the outcome (status,
+ * bytes): the head itself, taken off rxq; or, for a multishot recv that
+ * brought bytes and goes on, a copy that reports them (more = 1) while the
+ * head stays armed.  Every RECV completion of a connection goes through it. */
+nc_op *nc_recv_take(nc_queue *q, nc_handle *h, int status, size_t n);
+/* After a read of h that brought nothing: a multishot recv stopped while it
+ * was being read ends now (NC_CANCELLED).  Lock held, RX claim given back. */
+void nc_recv_settle(nc_queue *q, nc_handle *h);
 
 /* --- deferred work: queued under the lock, run by this thread once it
  * has dropped it (nc_unlock_q).  Out of memory, a kick reports -1 (the

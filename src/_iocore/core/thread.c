@@ -34,6 +34,8 @@ typedef struct nc_thread {
     int nd, cap;
     nc_queue *dq;          /* the queue the deferred work is for */
     int running;           /* run_deferred is on the stack */
+    const nc_op *quiet;    /* the quiet send of the nc_send_ex call running here */
+    int quiet_done;        /* ... which completed at once */
 } nc_thread;
 
 /* Guards waiter->q between a thread's exit hook and nc_queue_free on
@@ -209,6 +211,40 @@ static void on_thread_exit(void *arg)
     free(t->d);
     free(t);
     forget_current();
+}
+
+/* ------------------------------------------------------- quiet sends */
+
+void nc_thread_quiet_begin(nc_op *op)
+{
+    nc_thread *t = current(1);
+    if (!t) {
+        op->quiet = 0; /* out of memory: it completes as any send */
+        return;
+    }
+    t->quiet = op;
+    t->quiet_done = 0;
+}
+
+int nc_thread_quiet_take(const nc_op *op)
+{
+    nc_thread *t = current(0);
+    if (!t || t->quiet != op)
+        return 0;
+    t->quiet = NULL;
+    t->quiet_done = 1;
+    return 1;
+}
+
+int nc_thread_quiet_end(void)
+{
+    nc_thread *t = current(0);
+    if (!t)
+        return 0;
+    int done = t->quiet_done;
+    t->quiet = NULL;
+    t->quiet_done = 0;
+    return done;
 }
 
 /* ------------------------------------------------------ deferred work */

@@ -28,6 +28,15 @@ int nc_thread_defer(nc_queue *q, nc_handle *h, unsigned what, nc_sock_t s, int k
 void nc_thread_run_deferred(nc_queue *q);
 int nc_thread_has_deferred(void);
 
+/* Quiet sends (NC_SEND_QUIET): nc_send_ex marks its op as this thread's
+ * while the call runs; a completion made meanwhile with status 0 (the send
+ * went out at once, in the deferred kick the call runs itself) is taken by
+ * nc_thread_quiet_take instead of being queued. */
+void nc_thread_quiet_begin(nc_op *op);
+int nc_thread_quiet_take(const nc_op *op);
+/* Ends the call's mark: 1 if its op was taken. */
+int nc_thread_quiet_end(void);
+
 /* Gives w's batch back and takes w off q (lock held; queue.c); 1 if that
  * left work some sleeping waiter should be woken for. */
 int nc_waiter_drop(nc_queue *q, nc_waiter *w);

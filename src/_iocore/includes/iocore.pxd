@@ -19,6 +19,7 @@ cdef extern from "iocore.h" nogil:
         nc_id handle
         size_t nbytes
         const char *data
+        int more
     ctypedef struct nc_stats:
         long live_handles
         long pending_ops
@@ -43,6 +44,8 @@ cdef extern from "iocore.h" nogil:
         NC_E_NOBACKEND
         NC_E_CLOSED
         NC_E_INTR
+        NC_SEND_QUIET
+        NC_RECV_MULTISHOT
 
     const char *nc_backend_name(int i)
     int nc_backend_check(const char *name, char *why, size_t whylen)
@@ -54,6 +57,10 @@ cdef extern from "iocore.h" nogil:
     int nc_connect(nc_queue *q, const sockaddr *addr, int addrlen, void *ctx)
     int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
     int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
+    int nc_send_ex(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx,
+                   unsigned flags)
+    int nc_recv_ex(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx, unsigned flags)
+    int nc_recv_stop(nc_queue *q, nc_id conn)
     int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
     int nc_close(nc_queue *q, nc_id h)
     int nc_post(nc_queue *q, void *ctx)

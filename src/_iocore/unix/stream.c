@@ -330,13 +330,15 @@ static void commit_recv(nc_queue *q, nc_waiter *w, task *k)
     nc_unclaim(q, h, NC_BUSY_RX);
     if (got) {
         int status = k->err && k->err != EAGAIN ? map_errno(k->err) : 0;
+        size_t n = status ? 0 : (size_t)k->n;
         /* Bytes read before a close came are handed over, never lost. */
-        nc_complete_recv(q, w, nc_opq_pop(&h->rxq), status, status ? NULL : k->buf,
-                         status ? 0 : (size_t)k->n);
+        nc_complete_recv(q, w, nc_recv_take(q, h, status, n), status, status ? NULL : k->buf, n);
     } else if (h->closed) {
         nc_complete_recv(q, w, nc_opq_pop(&h->rxq), NC_CANCELLED, NULL, 0);
-    } else if (k->new_hold) {
-        nc_unhold(q, w, h); /* nothing for this batch after all */
+    } else {
+        if (k->new_hold)
+            nc_unhold(q, w, h); /* nothing for this batch after all */
+        nc_recv_settle(q, h);
     }
     settle(q, h);
 }

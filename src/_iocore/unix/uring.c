@@ -165,7 +165,7 @@ static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
         break;
     case W_SEND: {
         nc_op *op = h->txq.head;
-        if (!op || hs->send.inflight)
+        if (!op || hs->send.inflight || (h->busy & NC_BUSY_TX)) /* (busy: sent at once) */
             return 0;
         r = &hs->send;
         hs->send_op = op;
@@ -304,7 +304,7 @@ static void send_next(nc_queue *q, nc_handle *h)
 {
     nc_op *op;
     nc_buf one;
-    while (!HS(h)->send.inflight && (op = h->txq.head)) {
+    while (!HS(h)->send.inflight && !(h->busy & NC_BUSY_TX) && (op = h->txq.head)) {
         if (op->kind == NC_OP_SEND && nc_send_slices(op, &one, 1) == 0) {
             nc_complete(q, nc_opq_pop(&h->txq), 0);
             continue;
@@ -745,8 +745,17 @@ static void ur_start(nc_queue *q, nc_handle *h, nc_op *op)
         break;
     case NC_OP_SEND:
     case NC_OP_SHUTDOWN:
-        if (h->txq.head == op)
-            send_next(q, h);
+        if (h->txq.head != op)
+            break;
+        /* A quiet send (NC_SEND_QUIET) is tried at once, by the thread that
+         * started it (see send_now), instead of waiting for a request's
+         * completion; the rest, if any, goes to the kernel as usual. */
+        if (op->quiet && !hs->send.inflight && nc_claim(h, NC_BUSY_TX)) {
+            if (nc_defer_kick(q, h, W_SEND) == 0)
+                break;
+            nc_unclaim(q, h, NC_BUSY_TX); /* out of memory: a request */
+        }
+        send_next(q, h);
         break;
     }
     submit_soon(q);
@@ -868,7 +877,7 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
                 hs->chead = (hs->chead + 1) % hs->ccap;
                 hs->ccount = 0;
                 hs->buffered = 0;
-                nc_complete_recv_lent(q, w, nc_opq_pop(&h->rxq), c.data, c.len, c.bid);
+                nc_complete_recv_lent(q, w, nc_recv_take(q, h, 0, c.len), c.data, c.len, c.bid);
             } else if (hs->ccount) {
                 /* Several, or more than asked: joined in the arena. */
                 size_t len, n = 0;
@@ -893,12 +902,18 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
                 }
                 hs->buffered -= n;
                 nc_arena_used(w, n);
-                nc_complete_recv(q, w, nc_opq_pop(&h->rxq), 0, buf, n);
+                nc_complete_recv(q, w, nc_recv_take(q, h, 0, n), 0, buf, n);
             } else if (hs->rx_err) {
                 nc_complete_recv(q, w, nc_opq_pop(&h->rxq), hs->rx_err, NULL, 0);
             } else if (hs->eof) {
                 nc_complete_recv(q, w, nc_opq_pop(&h->rxq), 0, NULL, 0);
             }
+            /* A multishot recv goes on: what is left is for a later pass,
+             * or a one-shot kernel request reads on (before Linux 6.0). */
+            if (h->rxq.head && (hs->ccount || hs->eof || hs->rx_err))
+                nc_mark_ready(q, h);
+            else if (h->rxq.head)
+                maybe_rearm_recv(st, h);
             /* Backpressure: past the limit the recv stops until drained. */
             if (hs->rx_paused && hs->buffered < RECV_BUFFERED_MAX / 2 && !hs->recv.inflight) {
                 hs->rx_paused = 0;
@@ -952,10 +967,58 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
     }
 }
 
-/* A submitting kick (lock dropped): the SQEs written go to the kernel now. */
+/* Lock dropped, TX claimed: a quiet send's bytes, non-blocking, as far as
+ * the socket takes them; whatever is left goes to the kernel as a request. */
+static void send_now(nc_queue *q, nc_handle *h)
+{
+    nc_op *op = h->txq.head; /* stable: the claim keeps close from taking it */
+    int err = 0;
+    for (;;) {
+        nc_buf slices[MAX_IOV];
+        int n = nc_send_slices(op, slices, MAX_IOV);
+        if (n == 0)
+            break;
+        struct iovec iov[MAX_IOV];
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = (void *)slices[i].base;
+            iov[i].iov_len = slices[i].len;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t sent = sendmsg(h->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno == EWOULDBLOCK ? 0 : errno; /* full: the kernel request sends it */
+            break;
+        }
+        if (nc_send_advance(op, (size_t)sent))
+            break;
+    }
+    nc_buf rest;
+    nc_lock(&q->lock);
+    nc_unclaim(q, h, NC_BUSY_TX);
+    if (h->closed)
+        nc_complete(q, nc_opq_pop(&h->txq), NC_CANCELLED);
+    else if (err)
+        nc_complete(q, nc_opq_pop(&h->txq), map_status(-err));
+    else if (nc_send_slices(op, &rest, 1) == 0)
+        nc_complete(q, nc_opq_pop(&h->txq), 0); /* all out: a quiet one is not reported */
+    if (!h->closed) {
+        send_next(q, h);
+        submit_soon(q);
+    }
+    nc_handle_unref(q, h);
+    nc_unlock_q(q);
+}
+
+/* A submitting kick (lock dropped): the SQEs written go to the kernel now.
+ * With W_SEND: a quiet send tried at once (send_now). */
 static void ur_kick(nc_queue *q, nc_handle *h, unsigned what)
 {
-    (void)h, (void)what;
+    if (what == W_SEND) {
+        send_now(q, h);
+        return;
+    }
     ur_state *st = STATE(q);
     nc_lock(&q->lock);
     st->flush_pending = 0;

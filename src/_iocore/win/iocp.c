@@ -181,6 +181,8 @@ typedef struct plan {
     int naccept;
     io_req *send;
     int send_rc;
+    nc_op *now;             /* a quiet send tried at once (TX claimed), non-blocking */
+    int now_sent, now_rc;
     io_req *poll;
     int poll_rc;
     int shutdown;           /* the txq head is a shutdown, TX claimed */
@@ -232,6 +234,13 @@ static int make_plan(nc_queue *q, nc_handle *h, plan *p)
             nc_complete(q, nc_opq_pop(&h->txq), 0);
             continue;
         }
+        if (op->quiet && !op->tried) {
+            /* NC_SEND_QUIET: a plain non-blocking send first, as the
+             * poll-based backends make; an overlapped one for the rest */
+            nc_claim(h, NC_BUSY_TX);
+            p->now = op;
+            break;
+        }
         io_req *r = req_new(q, h, REQ_SEND, n);
         if (!r) {
             nc_complete(q, nc_opq_pop(&h->txq), NC_E_NOMEM);
@@ -256,7 +265,7 @@ static int make_plan(nc_queue *q, nc_handle *h, plan *p)
     } else if (h->rxq.head && h->readable) {
         nc_mark_ready(q, h); /* a waiter reads it */
     }
-    return p->naccept || p->send || p->poll || p->shutdown;
+    return p->naccept || p->send || p->now || p->poll || p->shutdown;
 }
 
 /* Lock dropped: the calls. */
@@ -279,6 +288,20 @@ static void run_plan(nc_handle *h, plan *p)
         io_req *r = p->send;
         int ok = WSASend(h->sock, r->bufs, (DWORD)r->nbufs, NULL, 0, &r->ov, NULL) == 0;
         p->send_rc = pending_or_done(ok) ? 0 : nc_sock_error();
+    }
+    if (p->now) {
+        nc_buf slices[MAX_SEND_BUFS];
+        WSABUF bufs[MAX_SEND_BUFS];
+        int n = nc_send_slices(p->now, slices, MAX_SEND_BUFS);
+        for (int i = 0; i < n; i++) {
+            bufs[i].buf = (char *)slices[i].base;
+            bufs[i].len = slices[i].len > 0x7fffffff ? 0x7fffffff : (ULONG)slices[i].len;
+        }
+        DWORD sent = 0;
+        int rc = WSASend(h->sock, bufs, (DWORD)n, &sent, 0, NULL, NULL);
+        int err = rc == 0 ? 0 : WSAGetLastError();
+        p->now_sent = err ? 0 : (int)sent;
+        p->now_rc = err == WSAEWOULDBLOCK ? 0 : err ? nc_win_status((DWORD)err) : 0;
     }
     if (p->shutdown)
         p->shutdown_rc = nc_sock_shutdown_write(h->sock);
@@ -321,6 +344,14 @@ static void finish_plan(nc_queue *q, nc_handle *h, plan *p)
             nc_complete(q, op, h->closed ? NC_CANCELLED : p->send_rc);
             req_free(q, r);
         }
+    }
+    if (p->now) {
+        nc_op *op = p->now;
+        nc_unclaim(q, h, NC_BUSY_TX);
+        op->tried = 1;
+        int done = nc_send_advance(op, (size_t)p->now_sent);
+        if (h->closed || p->now_rc || done) /* all out: a quiet send is not reported */
+            nc_complete(q, nc_opq_pop(&h->txq), h->closed ? NC_CANCELLED : p->now_rc);
     }
     if (p->shutdown) {
         nc_unclaim(q, h, NC_BUSY_TX);
@@ -658,8 +689,9 @@ static void iocp_perform(nc_queue *q, nc_waiter *w)
             if (got) {
                 int status = k->n == SOCKET_ERROR && k->err != WSAEWOULDBLOCK
                                  ? nc_win_status((DWORD)k->err) : 0;
-                nc_complete_recv(q, w, nc_opq_pop(&h->rxq), status, status ? NULL : k->buf,
-                                 status ? 0 : (size_t)k->n);
+                size_t n = status ? 0 : (size_t)k->n;
+                nc_complete_recv(q, w, nc_recv_take(q, h, status, n), status,
+                                 status ? NULL : k->buf, n);
             } else if (h->closed) {
                 nc_complete_recv(q, w, nc_opq_pop(&h->rxq), NC_CANCELLED, NULL, 0);
             } else {
@@ -667,9 +699,12 @@ static void iocp_perform(nc_queue *q, nc_waiter *w)
                     nc_unhold(q, w, h);
                 if (!k->buf)
                     nc_mark_ready(q, h); /* no room: a later batch */
+                nc_recv_settle(q, h);
             }
             if (!h->closed && h->rxq.head && !h->readable)
                 need_kick(q, h); /* ran dry: post a zero-byte read */
+            else if (!h->closed && h->rxq.head)
+                nc_mark_ready(q, h); /* a multishot recv reads on */
             nc_handle_unref(q, h);
         }
     }
