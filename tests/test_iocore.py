@@ -707,6 +707,28 @@ def test_a_thread_that_leaves_frees_its_batch_for_others(q):
     assert got == [(iocore.SEND, "s", 0, 1)]
 
 
+def test_a_post_to_a_connection_waits_for_the_batch_that_holds_it(q):
+    server, client = pair(q)  # this thread's batch now holds both
+    q.post("for-server", 1, handle=server)
+    q.post("for-anyone", 2)
+    got = []
+    other = threading.Thread(target=lambda: got.extend(q.wait(0.3)))
+    other.start()
+    other.join(5)
+    # the plain post may go to any thread; the connection's only to its holder
+    assert got == [(iocore.POST, "for-anyone", 0, 2)]
+    q.leave()
+    other = threading.Thread(target=lambda: got.extend(q.wait(5)))
+    other.start()
+    other.join(10)
+    assert got[1:] == [(iocore.POST, "for-server", 0, 1)]
+    with pytest.raises(ValueError, match="wrong kind"):
+        q.post("x", handle=q.listen("127.0.0.1", 0))
+    q.close(server)
+    with pytest.raises(ValueError, match="closed"):
+        q.post("x", handle=server)
+
+
 def test_a_thread_that_dies_without_leave_gives_its_batch_back(q, monkeypatch):
     server, client = pair(q)
     q.leave()  # this thread's setup batch held both ends

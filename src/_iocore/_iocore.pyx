@@ -454,15 +454,20 @@ cdef class Queue:
         if rc < 0:
             raise _error(rc, "close")
 
-    def post(self, tag, value=None):
-        """Thread-safe: queue a POST completion carrying value, waking a waiter."""
+    def post(self, tag, value=None, Handle handle=None):
+        """Thread-safe: queue a POST completion carrying value, waking a waiter.
+        With ``handle`` (a connection) it is delivered like that connection's
+        own completions: never while another waiter's batch holds it."""
         cdef int rc
+        cdef nc_id id = 0
+        if handle is not None:
+            id = self._handle_id(handle)
         ctx = (tag, value)
         cdef void *cctx = <void *>ctx
         cdef nc_queue *q = self._enter()
         Py_INCREF(ctx)
         with nogil:
-            rc = nc_post(q, cctx)
+            rc = nc_post(q, cctx) if id == 0 else nc_post_to(q, id, cctx)
         self._exit()
         if rc < 0:
             Py_DECREF(ctx)

@@ -129,6 +129,10 @@ int nc_shutdown(nc_queue *q, nc_id conn, void *ctx);
 /* Every operation still pending on the handle completes once, with NC_CANCELLED. */
 int nc_close(nc_queue *q, nc_id h);
 int nc_post(nc_queue *q, void *ctx);
+/* A POST for one connection: it completes like that connection's own
+ * operations, never in two waiters' batches at once (several waiter
+ * threads can then hand each other work for a connection safely). */
+int nc_post_to(nc_queue *q, nc_id conn, void *ctx);
 int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id);
 /* Returns 1 and the ctx if the timer was armed (it will not complete), else 0. */
 int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out);

@@ -902,6 +902,23 @@ int nc_post(nc_queue *q, void *ctx)
     return rc;
 }
 
+int nc_post_to(nc_queue *q, nc_id conn, void *ctx)
+{
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = q->closing ? NC_E_CLOSED : submit(q, conn, NC_CONN, NC_OP_POST, ctx, &op, &h);
+    if (rc == 0) {
+        /* Owned by the connection (not queued on it): delivered under the
+         * same one-thread-at-a-time rule as the connection's own events. */
+        op->owner = h;
+        nc_handle_ref(h);
+        nc_complete(q, op, 0);
+    }
+    nc_unlock_q(q);
+    return rc;
+}
+
 int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
 {
     if (!(seconds >= 0) || seconds > 1e9)

@@ -57,6 +57,7 @@ cdef extern from "iocore.h" nogil:
     int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
     int nc_close(nc_queue *q, nc_id h)
     int nc_post(nc_queue *q, void *ctx)
+    int nc_post_to(nc_queue *q, nc_id conn, void *ctx)
     int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
     int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out)
     int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)

@@ -139,7 +139,7 @@ class StreamingInput:
         self._buffered -= n
         if self._paused and self._buffered <= INPUT_LOW:
             self._paused = False
-            self._dispatcher.transport.post(_resume, self._conn)
+            self._dispatcher.transport.post_to(self._conn, _resume, self._conn)
 
     def read(self, size: Optional[int] = -1) -> bytes:
         if size is None or size < 0:
@@ -462,7 +462,7 @@ class WSGIDispatcher(BlockingDispatcher):
         """On a pool thread: a call whose body streams in while it runs."""
         parts: list = []
         keep = self._call(conn, req, parts, sink)
-        self.transport.post(self._streaming_done, (conn, req, parts, keep, sink))
+        self.transport.post_to(conn, self._streaming_done, (conn, req, parts, keep, sink))
 
     def _streaming_done(self, value: tuple) -> None:
         conn, req, parts, keep, sink = value
@@ -613,7 +613,7 @@ class WSGIDispatcher(BlockingDispatcher):
         call.written = []
         done = threading.Event()
         self.flush_batch(call.conn)
-        self.transport.post(self._written, (call, parts, done))
+        self.transport.post_to(call.conn, self._written, (call, parts, done))
         done.wait()
         if call.conn.closed:
             raise ClientDisconnected("the client went away")
