@@ -28,6 +28,7 @@ SEND = NC_OP_SEND
 POST = NC_OP_POST
 TIMER = NC_OP_TIMER
 SHUTDOWN = NC_OP_SHUTDOWN
+SENDFILE = NC_OP_SENDFILE
 CANCELLED = NC_CANCELLED
 
 KNOWN_BACKENDS = ("epoll", "uring", "poll", "iocp")
@@ -68,6 +69,8 @@ cdef object _error(int rc, str what):
         return MemoryError(what)
     if rc == NC_E_CLOSED:
         return ValueError(f"{what}: the queue is closed")
+    if rc == NC_E_NOTSUP:
+        return NotImplementedError(f"{what}: not supported by this backend")
     return OSError(-rc, f"{what}: {os.strerror(-rc)}")
 
 
@@ -443,6 +446,43 @@ cdef class Queue:
             Py_DECREF(tag)
             raise _error(rc, "shutdown")
 
+    @property
+    def can_sendfile(self):
+        """Whether sendfile() is done by the kernel on this backend (else it
+        raises NotImplementedError: send the bytes instead)."""
+        self._check()
+        return bool(nc_can_sendfile(self._q))
+
+    def sendfile(self, Handle conn, tag, file, offset=0, count=None):
+        """Send ``count`` bytes (default: to the end) of ``file`` (a file
+        object or descriptor of a regular file) from ``offset``, in order
+        with the sends around it, without a copy through user space.
+        Completes as a SENDFILE event with the bytes sent; status 0 once all
+        are out, -EIO if the file ended first.  The file must stay open
+        until then; the queue keeps ``file`` (the object) alive."""
+        cdef nc_id id = self._handle_id(conn)
+        cdef int rc
+        cdef int fd = file if isinstance(file, int) else file.fileno()
+        cdef uint64_t off, n
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, not {offset}")
+        if count is None:
+            count = os.fstat(fd).st_size - offset
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}")
+        off = offset
+        n = count
+        ctx = (tag, file)
+        cdef void *cctx = <void *>ctx
+        cdef nc_queue *q = self._enter()
+        Py_INCREF(ctx)
+        with nogil:
+            rc = nc_sendfile(q, id, fd, off, n, cctx)
+        self._exit()
+        if rc < 0:
+            Py_DECREF(ctx)
+            raise _error(rc, "sendfile")
+
     def close(self, Handle handle):
         """Close a handle; each operation pending on it completes with CANCELLED."""
         cdef nc_id id = self._handle_id(handle)
@@ -585,7 +625,7 @@ cdef class Queue:
             tag = ctx
             if ev.status == 0:
                 value = PyBytes_FromStringAndSize(ev.data, <Py_ssize_t>ev.nbytes)
-        elif op == NC_OP_SEND:
+        elif op == NC_OP_SEND or op == NC_OP_SENDFILE:
             tag = (<tuple>ctx)[0]
             value = ev.nbytes
         elif op == NC_OP_ACCEPT or op == NC_OP_CONNECT:

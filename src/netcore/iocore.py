@@ -12,6 +12,7 @@ from netcore._iocore import (  # noqa: F401
     POST,
     RECV,
     SEND,
+    SENDFILE,
     SHUTDOWN,
     TIMER,
     Handle,
@@ -22,6 +23,6 @@ from netcore._iocore import (  # noqa: F401
 )
 
 __all__ = [
-    "ACCEPT", "CANCELLED", "CONNECT", "KNOWN_BACKENDS", "POST", "RECV", "SEND", "SHUTDOWN", "TIMER",
+    "ACCEPT", "CANCELLED", "CONNECT", "KNOWN_BACKENDS", "POST", "RECV", "SEND", "SENDFILE", "SHUTDOWN", "TIMER",
     "Handle", "Queue", "Timer", "backends", "status_name",
 ]

@@ -902,6 +902,33 @@ int nc_post(nc_queue *q, void *ctx)
     return rc;
 }
 
+int nc_can_sendfile(const nc_queue *q)
+{
+    return q->be->sendfile;
+}
+
+int nc_sendfile(nc_queue *q, nc_id conn, int fd, uint64_t offset, uint64_t count, void *ctx)
+{
+    if (!q->be->sendfile)
+        return NC_E_NOTSUP;
+    if (fd < 0)
+        return NC_E_INVAL;
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = submit(q, conn, NC_CONN, NC_OP_SENDFILE, ctx, &op, &h);
+    if (rc == 0) {
+        op->result = conn;
+        op->file = fd;
+        op->file_off = offset;
+        op->file_left = count;
+        nc_op_attach(h, &h->txq, op); /* in order with the sends around it */
+        q->be->start(q, h, op);
+    }
+    nc_unlock_q(q);
+    return rc;
+}
+
 int nc_post_to(nc_queue *q, nc_id conn, void *ctx)
 {
     nc_op *op;

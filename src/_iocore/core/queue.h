@@ -54,6 +54,9 @@ typedef struct nc_op {
     uintptr_t loan;
     int lent;
     nc_buf inline_bufs[NC_INLINE_BUFS];
+    /* SENDFILE: the file, where the next byte is, and how many are left */
+    int file;
+    uint64_t file_off, file_left;
 } nc_op;
 
 typedef struct nc_opq {
@@ -149,6 +152,7 @@ typedef struct nc_backend {
     void (*recycle)(nc_queue *q, const uintptr_t *loans, int n);
     /* Lock held: add the backend's counters. May be NULL. */
     void (*stats)(nc_queue *q, nc_stats *out);
+    int sendfile;          /* it performs NC_OP_SENDFILE (else NC_E_NOTSUP) */
 } nc_backend;
 
 struct nc_queue {

@@ -34,6 +34,7 @@ cdef extern from "iocore.h" nogil:
         NC_OP_POST
         NC_OP_TIMER
         NC_OP_SHUTDOWN
+        NC_OP_SENDFILE
         NC_CANCELLED
         NC_E_BADHANDLE
         NC_E_WRONGKIND
@@ -43,6 +44,7 @@ cdef extern from "iocore.h" nogil:
         NC_E_NOBACKEND
         NC_E_CLOSED
         NC_E_INTR
+        NC_E_NOTSUP
 
     const char *nc_backend_name(int i)
     int nc_backend_check(const char *name, char *why, size_t whylen)
@@ -55,6 +57,8 @@ cdef extern from "iocore.h" nogil:
     int nc_recv(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx)
     int nc_send(nc_queue *q, nc_id conn, const nc_buf *bufs, int nbufs, void *ctx)
     int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
+    int nc_sendfile(nc_queue *q, nc_id conn, int fd, uint64_t offset, uint64_t count, void *ctx)
+    int nc_can_sendfile(const nc_queue *q)
     int nc_close(nc_queue *q, nc_id h)
     int nc_post(nc_queue *q, void *ctx)
     int nc_post_to(nc_queue *q, nc_id conn, void *ctx)

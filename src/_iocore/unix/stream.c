@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#if NC_STREAM_SENDFILE
+#include <sys/sendfile.h>
+#endif
 #include <unistd.h>
 
 #define EVENTS_PER_POLL 256
@@ -226,6 +229,39 @@ static void exec_recv(task *k, nc_waiter *w)
         k->err = EAGAIN;
 }
 
+/* A SENDFILE at the head of txq: the kernel copies file to socket until
+ * the count is out, the socket is full (EAGAIN) or the file ends. */
+static void exec_sendfile(task *k, nc_op *op)
+{
+#if NC_STREAM_SENDFILE
+    while (op->file_left) {
+        off_t off = (off_t)op->file_off;
+        size_t want = op->file_left > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)op->file_left;
+        ssize_t sent = sendfile(k->h->sock, op->file, &off, want);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            k->err = errno == EWOULDBLOCK ? EAGAIN : errno;
+            k->n = k->err != EAGAIN;
+            return;
+        }
+        if (sent == 0) { /* the file ended before the count */
+            k->err = EIO;
+            k->n = 1;
+            return;
+        }
+        op->file_off += (uint64_t)sent;
+        op->file_left -= (uint64_t)sent;
+        op->nbytes += (size_t)sent;
+    }
+    k->n = 1;
+#else
+    (void)op;
+    k->err = ENOTSUP;    /* not reached: nc_sendfile refuses where unsupported */
+    k->n = 1;
+#endif
+}
+
 /* Works on the txq head the claim covers (stable: the claim keeps close
  * from taking it, and others only append). */
 static void exec_send(task *k)
@@ -236,6 +272,10 @@ static void exec_send(task *k)
         int rc = nc_sock_shutdown_write(h->sock);
         k->n = 1;
         k->err = -rc;
+        return;
+    }
+    if (op->kind == NC_OP_SENDFILE) {
+        exec_sendfile(k, op);
         return;
     }
     for (;;) {
@@ -506,7 +546,7 @@ void nc_stream_kick(nc_queue *q, nc_handle *h, unsigned what)
 
 void nc_stream_start(nc_queue *q, nc_handle *h, nc_op *op)
 {
-    if (op->kind == NC_OP_SEND || op->kind == NC_OP_SHUTDOWN) {
+    if (op->kind == NC_OP_SEND || op->kind == NC_OP_SHUTDOWN || op->kind == NC_OP_SENDFILE) {
         /* Try at once, as uvloop does: most sends fit the socket buffer. */
         if (h->txq.head == op && h->writable && nc_claim(h, NC_BUSY_TX) &&
             nc_defer_kick(q, h, NC_BUSY_TX) < 0) {

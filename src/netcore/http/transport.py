@@ -45,11 +45,12 @@ from typing import Any, Callable, Optional
 from .. import iocore
 from .limits import Config
 from .protocol import BODY, IDLE, Protocol
-from .response import HeadCache
+from .response import FileRange, HeadCache
 
 error_log = logging.getLogger("netcore.error")
 
 RECV, SEND, ACCEPT, POST, TIMER = iocore.RECV, iocore.SEND, iocore.ACCEPT, iocore.POST, iocore.TIMER
+SENDFILE = iocore.SENDFILE
 CANCELLED = iocore.CANCELLED
 
 ACCEPTS_AHEAD = 8          # accept operations kept pending per listener
@@ -113,11 +114,21 @@ def _nothing(_value: Any = None) -> None:
     """A post that only wakes a waiting thread."""
 
 
+class _FileSend:
+    """The tag of a SENDFILE: the connection and the region it sends."""
+
+    __slots__ = ("conn", "range")
+
+    def __init__(self, conn: "Connection", part: FileRange) -> None:
+        self.conn = conn
+        self.range = part
+
+
 class Connection:
     """One client connection: its Protocol plus the I/O state around it."""
 
     __slots__ = ("transport", "handle", "proto", "rx_armed", "app_paused", "sending", "closed",
-                 "deadline", "lingering", "dirty", "want_drain", "_client", "state",
+                 "deadline", "lingering", "dirty", "want_drain", "_client", "state", "files",
                  "tx_at", "rx_at", "body_start", "paused_at", "acked", "acked_at")
 
     def __init__(self, transport: "Transport", handle: Any) -> None:
@@ -140,6 +151,7 @@ class Connection:
         self.want_drain = False      # call dispatcher.on_drain once everything is sent
         self._client: Optional[tuple[str, int]] = None
         self.state: Any = None       # the dispatcher's per-connection state
+        self.files = 0               # FileRange parts written, not yet handed to the kernel
 
     @property
     def client(self) -> Optional[tuple[str, int]]:
@@ -261,6 +273,7 @@ class Transport:
         self._ka_timeout = config.timeout_keep_alive
         self._write_timeout = config.timeout_write or _INF   # 0: never
         self._write_probe = self._write_timeout / 4
+        self.files_sent = 0          # file regions handed to q.sendfile
         self.requests_closed = 0     # requests parsed on connections since closed
         self.max_requests = 0        # recycle after this many (limit_max_requests + jitter)
         if config.limit_max_requests:
@@ -390,6 +403,8 @@ class Transport:
                     handle_tx(tag, status, value)
                 elif op == POST:
                     tag(value)
+                elif op == SENDFILE:
+                    self.handle_file(tag, status, value)
                 elif op == ACCEPT:
                     self.on_accept(tag, status, value)
                 elif op == TIMER:
@@ -553,19 +568,52 @@ class Transport:
     # ------------------------------------------------------------ send
     def flush(self, conn: Connection) -> None:
         out = conn.proto.take_output()
+        if conn.files:
+            self._flush_files(conn, out)
+            return
         if len(out) == 1:
             data = out[0]
         elif len(out) > 4 or len(out[-1]) < 65536:
             data = b"".join(out)
         else:
             data = out
+        self._sending(conn)
+        self._q_send(conn.handle, conn, data)
+
+    def _sending(self, conn: Connection) -> None:
+        """One more send or sendfile on ``conn``."""
         if not conn.sending:
             # output is pending from now on: the write timeout runs
             now = conn.tx_at = self.now
             if now + self._write_probe < self.next_expiry:
                 self.next_expiry = now + self._write_probe
         conn.sending += 1
-        self._q_send(conn.handle, conn, data)
+
+    def _flush_files(self, conn: Connection, out: list) -> None:
+        """Output with file regions in it: bytes go out with q.send, each
+        region with q.sendfile, in order (the core keeps one send queue)."""
+        run: list = []
+        for part in out:
+            if type(part) is not FileRange:
+                run.append(part)
+                continue
+            if run:
+                self._sending(conn)
+                self._q_send(conn.handle, conn, b"".join(run))
+                run = []
+            conn.files -= 1
+            self._sending(conn)
+            self.files_sent += 1
+            self.q.sendfile(conn.handle, _FileSend(conn, part), part.file, part.offset, part.count)
+        if run:
+            self._sending(conn)
+            self._q_send(conn.handle, conn, b"".join(run))
+
+    def handle_file(self, tag: "_FileSend", status: int, nbytes: Any) -> None:
+        """A file region went out (or failed: a file shorter than its count
+        is -EIO, the connection then closes like after any send error)."""
+        tag.range.done()
+        self.handle_tx(tag.conn, status, nbytes)
 
     def flush_dirty(self, dirty: list) -> None:
         """Send what was written to the connections of ``dirty`` (emptied;
@@ -647,6 +695,8 @@ class Transport:
             pass
         with self._lock:
             self.conns.discard(conn)
+        if conn.files:
+            conn.proto.drop_files()
         try:
             self.dispatcher.on_close(conn)
         finally:
