@@ -229,6 +229,17 @@ static void exec_recv(task *k, nc_waiter *w)
         k->err = EAGAIN;
 }
 
+/* After a send call that failed: 0 to retry (EINTR), else 1 with the
+ * outcome recorded (EAGAIN keeps the op queued, anything else ends it). */
+static int send_failed(task *k)
+{
+    if (errno == EINTR)
+        return 0;
+    k->err = errno == EWOULDBLOCK ? EAGAIN : errno;
+    k->n = k->err != EAGAIN;
+    return 1;
+}
+
 /* A SENDFILE at the head of txq: the kernel copies file to socket until
  * the count is out, the socket is full (EAGAIN) or the file ends. */
 static void exec_sendfile(task *k, nc_op *op)
@@ -239,11 +250,9 @@ static void exec_sendfile(task *k, nc_op *op)
         size_t want = op->file_left > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)op->file_left;
         ssize_t sent = sendfile(k->h->sock, op->file, &off, want);
         if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            k->err = errno == EWOULDBLOCK ? EAGAIN : errno;
-            k->n = k->err != EAGAIN;
-            return;
+            if (send_failed(k))
+                return;
+            continue;
         }
         if (sent == 0) { /* the file ended before the count */
             k->err = EIO;
@@ -293,11 +302,9 @@ static void exec_send(task *k)
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t sent = sendmsg(h->sock, &msg, NC_SEND_FLAGS);
         if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            k->err = errno == EWOULDBLOCK ? EAGAIN : errno;
-            k->n = k->err != EAGAIN;
-            return;
+            if (send_failed(k))
+                return;
+            continue;
         }
         if (nc_send_advance(op, (size_t)sent)) {
             k->n = 1;
