@@ -321,6 +321,50 @@ def test_shutdown_follows_queued_sends_then_the_peer_reads_eof(q):
     peer.close()
 
 
+
+def test_sendfile_goes_out_in_order_with_the_sends_around_it(q, tmp_path):
+    if not q.can_sendfile:
+        with pytest.raises(NotImplementedError):
+            q.sendfile(pair(q)[0], "f", 0, 0, 1)
+        pytest.skip(f"{q.backend} sends files through user space")
+    data = bytes(range(256)) * 8192            # 2 MiB: more than the socket buffer
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    lst = q.listen("127.0.0.1", 0)
+    peer = socket.create_connection(lst.sockname)
+    q.accept(lst, "a")
+    conn = one(q)[3]
+    f = open(path, "rb")
+    ref = weakref.ref(f)
+    q.send(conn, "before", b"<head>")
+    q.sendfile(conn, "file", f, 100, len(data) - 200)
+    q.send(conn, "after", b"<tail>")
+    q.sendfile(conn, "short", f, len(data) - 10, 50)   # only 10 bytes left
+    del f
+    assert ref() is not None, "the queue must keep the file alive until its completion"
+    expect = b"<head>" + data[100:-100] + b"<tail>" + data[-10:]
+    got = bytearray()
+    events = []
+    peer.settimeout(5)
+    while len(got) < len(expect):
+        events += q.wait(timeout=0)
+        chunk = peer.recv(65536)
+        assert chunk
+        got += chunk
+    assert bytes(got) == expect
+    events += collect(q, 4 - len(events))
+    assert [(op, tag, status, value) for op, tag, status, value in events] == [
+        (iocore.SEND, "before", 0, 6), (iocore.SENDFILE, "file", 0, len(data) - 200),
+        (iocore.SEND, "after", 0, 6), (iocore.SENDFILE, "short", -errno.EIO, 10)]
+    gc.collect()
+    assert ref() is None, "released with its completion"
+    with pytest.raises(ValueError, match="offset"):
+        q.sendfile(conn, "x", 0, -1, 1)
+    q.close(conn)
+    with pytest.raises(ValueError, match="closed"):
+        q.sendfile(conn, "x", 0, 0, 1)
+    peer.close()
+
 def _set_linger_zero(handle):
     # Handle.setsockopt takes ints; linger needs a struct, so go through a dup.
     s = socket.socket(fileno=socket.dup(handle.fileno()))
@@ -721,6 +765,28 @@ def test_a_thread_that_leaves_frees_its_batch_for_others(q):
     other.start()
     other.join(10)
     assert got == [(iocore.SEND, "s", 0, 1)]
+
+
+def test_a_post_to_a_connection_waits_for_the_batch_that_holds_it(q):
+    server, client = pair(q)  # this thread's batch now holds both
+    q.post("for-server", 1, handle=server)
+    q.post("for-anyone", 2)
+    got = []
+    other = threading.Thread(target=lambda: got.extend(q.wait(0.3)))
+    other.start()
+    other.join(5)
+    # the plain post may go to any thread; the connection's only to its holder
+    assert got == [(iocore.POST, "for-anyone", 0, 2)]
+    q.leave()
+    other = threading.Thread(target=lambda: got.extend(q.wait(5)))
+    other.start()
+    other.join(10)
+    assert got[1:] == [(iocore.POST, "for-server", 0, 1)]
+    with pytest.raises(ValueError, match="wrong kind"):
+        q.post("x", handle=q.listen("127.0.0.1", 0))
+    q.close(server)
+    with pytest.raises(ValueError, match="closed"):
+        q.post("x", handle=server)
 
 
 def test_a_thread_that_dies_without_leave_gives_its_batch_back(q, monkeypatch):

@@ -44,7 +44,7 @@
 #define LANE_ASGI 2
 
 /* answer outcomes besides NC_RENDERED */
-#define A_CLOSE 2    /* a closing answer or a stream: parts and keep go to lane_finish */
+#define A_CLOSE 2    /* a closing answer, a stream or file parts: parts and keep go to lane_finish */
 
 typedef struct {
     PyObject_HEAD
@@ -54,7 +54,7 @@ typedef struct {
     PyObject *q_send, *q_recv;
     PyTypeObject *conn_type, *proto_type, *state_type;
     nc_slot c_rx_armed, c_closed, c_lingering, c_proto, c_handle, c_sending, c_app_paused, c_state,
-        c_deadline, c_dirty, c_client, c_want_drain, c_tx_at;
+        c_deadline, c_dirty, c_client, c_want_drain, c_tx_at, c_files;
     nc_slot p_reading, p_buf, p_body_req, p_seq_in, p_seq_out, p_held, p_close_after, p_phase,
         p_out;
     nc_slot s_body, s_streams;
@@ -198,6 +198,9 @@ static int plain_state(Lane *L, PyObject *conn, PyObject *proto)
 {
     PyObject *buf = nc_get(proto, L->p_buf), *held = nc_get(proto, L->p_held);
     PyObject *bin = nc_get(proto, L->p_seq_in), *bout = nc_get(proto, L->p_seq_out);
+    /* file regions not yet handed to the kernel: Transport.flush orders them */
+    if (int_of(nc_get(conn, L->c_files)) != 0)
+        return 0;
     if (nc_get(proto, L->p_reading) != Py_True || !buf || !PyBytes_CheckExact(buf) ||
         PyBytes_GET_SIZE(buf) || nc_get(proto, L->p_body_req) != Py_None ||
         nc_get(proto, L->p_close_after) != Py_False || !held || !PyDict_CheckExact(held) ||
@@ -239,7 +242,8 @@ static int failed(Lane *L, PyObject *req, PyObject *result, PyObject **parts, Py
     return A_CLOSE;
 }
 
-/* What Python's renderer gave: keep-alive -> into the buffer; else closing */
+/* What Python's renderer gave: keep-alive bytes -> into the buffer; else
+ * (closing, or parts only the transport sends) the general output path */
 static int rendered_by_python(Lane *L, PyObject *req, PyObject *result, PyObject *plist,
                               PyObject *keep, PyObject **parts, PyObject **keepo)
 {
@@ -253,7 +257,10 @@ static int rendered_by_python(Lane *L, PyObject *req, PyObject *result, PyObject
         Py_DECREF(keep);
         return -1;
     }
-    if (truth) {
+    int plain = 1;   /* parts that are not bytes (a FileRange): Transport.flush sends them */
+    for (Py_ssize_t i = 0; plain && i < PyList_GET_SIZE(plist); i++)
+        plain = PyBytes_Check(PyList_GET_ITEM(plist, i));
+    if (truth && plain) {
         Py_DECREF(keep);
         int rc = nc_out_list(&L->out, plist);
         Py_DECREF(plist);
@@ -844,11 +851,11 @@ static int lane_init(PyObject *self, PyObject *args, PyObject *kw)
     L->rc.response_type = resp;
     static const char *const cn[] = {"rx_armed", "closed", "lingering", "proto", "handle", "sending",
                                      "app_paused", "state", "deadline", "dirty", "_client",
-                                     "want_drain", "tx_at"};
+                                     "want_drain", "tx_at", "files"};
     nc_slot *const co[] = {&L->c_rx_armed, &L->c_closed, &L->c_lingering, &L->c_proto,
                            &L->c_handle, &L->c_sending, &L->c_app_paused, &L->c_state,
                            &L->c_deadline, &L->c_dirty, &L->c_client, &L->c_want_drain,
-                           &L->c_tx_at};
+                           &L->c_tx_at, &L->c_files};
     static const char *const pn[] = {"reading", "buf", "body_req", "seq_in", "seq_out", "held",
                                      "close_after", "phase", "out"};
     nc_slot *const po[] = {&L->p_reading, &L->p_buf, &L->p_body_req, &L->p_seq_in, &L->p_seq_out,
@@ -859,7 +866,7 @@ static int lane_init(PyObject *self, PyObject *args, PyObject *kw)
     nc_slot *const ho[] = {&L->rc.server_line, &L->rc.date_line};
     static const char *const rn[] = {"body", "status", "headers"};
     nc_slot *const ro[] = {&L->rc.r_body, &L->rc.r_status, &L->rc.r_headers};
-    if (slots(L->conn_type, cn, co, 13) < 0 || slots(L->proto_type, pn, po, 9) < 0 ||
+    if (slots(L->conn_type, cn, co, 14) < 0 || slots(L->proto_type, pn, po, 9) < 0 ||
         slots(L->state_type, sn, so, 2) < 0 || slots(Py_TYPE(L->rc.heads), hn, ho, 2) < 0 ||
         slots(resp, rn, ro, 3) < 0)
         return -1;

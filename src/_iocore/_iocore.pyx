@@ -28,8 +28,10 @@ SEND = NC_OP_SEND
 POST = NC_OP_POST
 TIMER = NC_OP_TIMER
 SHUTDOWN = NC_OP_SHUTDOWN
-# a multishot recv's bytes: it stays armed (the last completion is a RECV)
-RECV_MORE = 8
+SENDFILE = NC_OP_SENDFILE
+# a multishot recv's bytes: it stays armed (the last completion is a RECV);
+# a Python event code past every NC_OP_* one (C reports nc_event.more)
+RECV_MORE = NC_OP_SENDFILE + 1
 CANCELLED = NC_CANCELLED
 
 KNOWN_BACKENDS = ("epoll", "uring", "poll", "iocp")
@@ -70,6 +72,8 @@ cdef object _error(int rc, str what):
         return MemoryError(what)
     if rc == NC_E_CLOSED:
         return ValueError(f"{what}: the queue is closed")
+    if rc == NC_E_NOTSUP:
+        return NotImplementedError(f"{what}: not supported by this backend")
     return OSError(-rc, f"{what}: {os.strerror(-rc)}")
 
 
@@ -470,6 +474,43 @@ cdef class Queue:
             Py_DECREF(tag)
             raise _error(rc, "shutdown")
 
+    @property
+    def can_sendfile(self):
+        """Whether sendfile() is done by the kernel on this backend (else it
+        raises NotImplementedError: send the bytes instead)."""
+        self._check()
+        return bool(nc_can_sendfile(self._q))
+
+    def sendfile(self, Handle conn, tag, file, offset=0, count=None):
+        """Send ``count`` bytes (default: to the end) of ``file`` (a file
+        object or descriptor of a regular file) from ``offset``, in order
+        with the sends around it, without a copy through user space.
+        Completes as a SENDFILE event with the bytes sent; status 0 once all
+        are out, -EIO if the file ended first.  The file must stay open
+        until then; the queue keeps ``file`` (the object) alive."""
+        cdef nc_id id = self._handle_id(conn)
+        cdef int rc
+        cdef int fd = file if isinstance(file, int) else file.fileno()
+        cdef uint64_t off, n
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, not {offset}")
+        if count is None:
+            count = os.fstat(fd).st_size - offset
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}")
+        off = offset
+        n = count
+        ctx = (tag, file)
+        cdef void *cctx = <void *>ctx
+        cdef nc_queue *q = self._enter()
+        Py_INCREF(ctx)
+        with nogil:
+            rc = nc_sendfile(q, id, fd, off, n, cctx)
+        self._exit()
+        if rc < 0:
+            Py_DECREF(ctx)
+            raise _error(rc, "sendfile")
+
     def close(self, Handle handle):
         """Close a handle; each operation pending on it completes with CANCELLED."""
         cdef nc_id id = self._handle_id(handle)
@@ -481,15 +522,20 @@ cdef class Queue:
         if rc < 0:
             raise _error(rc, "close")
 
-    def post(self, tag, value=None):
-        """Thread-safe: queue a POST completion carrying value, waking a waiter."""
+    def post(self, tag, value=None, Handle handle=None):
+        """Thread-safe: queue a POST completion carrying value, waking a waiter.
+        With ``handle`` (a connection) it is delivered like that connection's
+        own completions: never while another waiter's batch holds it."""
         cdef int rc
+        cdef nc_id id = 0
+        if handle is not None:
+            id = self._handle_id(handle)
         ctx = (tag, value)
         cdef void *cctx = <void *>ctx
         cdef nc_queue *q = self._enter()
         Py_INCREF(ctx)
         with nogil:
-            rc = nc_post(q, cctx)
+            rc = nc_post(q, cctx) if id == 0 else nc_post_to(q, id, cctx)
         self._exit()
         if rc < 0:
             Py_DECREF(ctx)
@@ -610,7 +656,7 @@ cdef class Queue:
                 op = RECV_MORE  # the recv stays armed and keeps its reference
             if ev.status == 0:
                 value = PyBytes_FromStringAndSize(ev.data, <Py_ssize_t>ev.nbytes)
-        elif op == NC_OP_SEND:
+        elif op == NC_OP_SEND or op == NC_OP_SENDFILE:
             tag = (<tuple>ctx)[0]
             value = ev.nbytes
         elif op == NC_OP_ACCEPT or op == NC_OP_CONNECT:

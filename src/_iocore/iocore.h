@@ -45,7 +45,8 @@ enum nc_op_kind {
     NC_OP_SEND = 4,
     NC_OP_POST = 5,
     NC_OP_TIMER = 6,
-    NC_OP_SHUTDOWN = 7
+    NC_OP_SHUTDOWN = 7,
+    NC_OP_SENDFILE = 8
 };
 
 /* Status values: 0 is success; otherwise a negative errno of the platform
@@ -68,6 +69,7 @@ enum nc_op_kind {
 #define NC_E_NOBACKEND   (-100006) /* unknown backend name */
 #define NC_E_CLOSED      (-100007) /* the queue is closed */
 #define NC_E_INTR        (-100008) /* nc_wait: a signal arrived, no events */
+#define NC_E_NOTSUP      (-100009) /* this backend cannot do that operation */
 
 /* A handle names a listener or a connection: slot index in the low 32 bits,
  * generation in the high 32, so a reused slot never matches an old id. */
@@ -150,9 +152,20 @@ int nc_recv_stop(nc_queue *q, nc_id conn);
  * (the peer then reads EOF); receiving goes on.  Completes with 0 or an
  * error, as a SHUTDOWN event. */
 int nc_shutdown(nc_queue *q, nc_id conn, void *ctx);
+/* Sends count bytes of the file fd from offset, in order with the sends
+ * around it, by the kernel (sendfile(2)) without a copy through user space.
+ * fd must stay open until the completion, which carries the bytes sent;
+ * status 0 once all count are out, NC_ERR(EIO) if the file ended first.
+ * NC_E_NOTSUP where the backend cannot (nc_can_sendfile): send the bytes. */
+int nc_sendfile(nc_queue *q, nc_id conn, int fd, uint64_t offset, uint64_t count, void *ctx);
+int nc_can_sendfile(const nc_queue *q);
 /* Every operation still pending on the handle completes once, with NC_CANCELLED. */
 int nc_close(nc_queue *q, nc_id h);
 int nc_post(nc_queue *q, void *ctx);
+/* A POST for one connection: it completes like that connection's own
+ * operations, never in two waiters' batches at once (several waiter
+ * threads can then hand each other work for a connection safely). */
+int nc_post_to(nc_queue *q, nc_id conn, void *ctx);
 int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id);
 /* Returns 1 and the ctx if the timer was armed (it will not complete), else 0. */
 int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out);

@@ -13,6 +13,7 @@ from netcore._iocore import (  # noqa: F401
     RECV,
     RECV_MORE,
     SEND,
+    SENDFILE,
     SHUTDOWN,
     TIMER,
     Handle,
@@ -24,6 +25,6 @@ from netcore._iocore import (  # noqa: F401
 
 __all__ = [
     "ACCEPT", "CANCELLED", "CONNECT", "KNOWN_BACKENDS", "POST", "RECV", "RECV_MORE", "SEND",
-    "SHUTDOWN", "TIMER",
+    "SENDFILE", "SHUTDOWN", "TIMER",
     "Handle", "Queue", "Timer", "backends", "status_name",
 ]

@@ -46,17 +46,20 @@ class Running:
 # (io_uring, poll), with each interface.
 INTERFACES = ("native", "wsgi", "asgi")
 _OTHER_BACKENDS = [b for b in iocore.backends()[1:] if b != "iocp"]
-VARIANTS = (("native", "netcore", "auto"), ("wsgi", "netcore", "auto"), ("asgi", "netcore", "auto"),
-            ("native", "httptools", "auto"),
-            *((i, "netcore", b) for b in _OTHER_BACKENDS for i in INTERFACES))
+# And with several I/O threads on one queue (native and WSGI; ASGI has one).
+VARIANTS = (("native", "netcore", "auto", 1), ("wsgi", "netcore", "auto", 1),
+            ("asgi", "netcore", "auto", 1), ("native", "httptools", "auto", 1),
+            *((i, "netcore", b, 1) for b in _OTHER_BACKENDS for i in INTERFACES),
+            ("native", "netcore", "auto", 3), ("wsgi", "netcore", "auto", 3))
 
 
 def _variant_id(variant: tuple) -> str:
-    interface, parser, backend = variant
-    return "-".join([interface] + [p for p in (parser, backend) if p not in ("netcore", "auto")])
+    interface, parser, backend, io_threads = variant
+    return "-".join([interface] + [p for p in (parser, backend) if p not in ("netcore", "auto")]
+                    + ([f"io{io_threads}"] if io_threads > 1 else []))
 
 
-def _server_fixture(interface, parser="netcore", backend="auto"):
+def _server_fixture(interface, parser="netcore", backend="auto", io_threads=1):
     running: list[Running] = []
 
     def start(app, **options) -> Running:
@@ -64,6 +67,7 @@ def _server_fixture(interface, parser="netcore", backend="auto"):
         options.setdefault("interface", interface)
         options.setdefault("http", parser)
         options.setdefault("backend", backend)
+        options.setdefault("io_threads", io_threads)
         if options["interface"] == "asgi":
             options.setdefault("lifespan", "off")
         server = Server(adapt(app, interface) if interface in ("wsgi", "asgi") else app, **options)

@@ -37,7 +37,8 @@ def wait_for_line(proc, text, timeout=10.0) -> None:
 def refused(port) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # a reset: the SYN met the listener while it was being closed
         return True
     return False
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from netcore import iocore
 from conftest import BodyPump, read_response, recv_until_closed
 
 modes = pytest.mark.parametrize("threads", [4, 0], ids=["pool", "inline"])
@@ -294,25 +295,41 @@ def test_close_is_always_called(serve_app, threads, case):
     assert closed.wait(10), "close() was not called"
 
 
-def test_file_wrapper_sends_the_file(serve_app, tmp_path):
+@modes
+@pytest.mark.parametrize("backend", iocore.backends())
+@pytest.mark.parametrize("declared", [True, False], ids=["length", "no-length"])
+def test_file_wrapper_sends_the_file(serve_app, tmp_path, threads, backend, declared):
     data = os.urandom(300 * 1024)
     path = tmp_path / "blob"
     path.write_bytes(data)
     closed = []
 
     def app(environ, start_response):
+        if environ["PATH_INFO"] == "/next":
+            ok(start_response)
+            return [b"next"]
         f = open(path, "rb")
+        f.seek(1000)                           # PEP 3333: from the current position
         orig = f.close
         f.close = lambda: (closed.append(1), orig())
-        start_response("200 OK", [("Content-Length", str(len(data)))])
+        start_response("200 OK", [("Content-Length", str(len(data) - 1000))] if declared else [])
         return environ["wsgi.file_wrapper"](f, 32768)
 
-    srv = serve_app(app, interface="wsgi")
+    srv = serve_app(app, interface="wsgi", threads=threads, backend=backend)
     s = srv.connect()
-    s.sendall(GET)
-    resp, body, _ = read_response(s, timeout=10)
-    assert body == data and (b"content-length", b"%d" % len(data)) in list(resp.headers)
-    wait_for(lambda: closed, what="the file to be closed")
+    s.sendall(GET + b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    resp, body, rest = read_response(s, timeout=10)
+    assert body == data[1000:]
+    headers = dict(resp.headers)
+    assert headers.get(b"content-length") == b"%d" % (len(data) - 1000) or (
+        not declared and headers.get(b"transfer-encoding") == b"chunked")
+    head, _, rest = bytes(rest).partition(b"\r\n\r\n")     # the HEAD answer: no body
+    assert head.startswith(b"HTTP/1.1 200") and rest.startswith(b"HTTP/1.1 200") or not rest
+    _, body, _ = read_response(s, bytearray(rest), timeout=10)
+    assert body == b"next"
+    wait_for(lambda: len(closed) == 2, what="both files to be closed")
+    # a regular file goes out by sendfile where the backend can, read otherwise
+    assert (srv.server.files_sent > 0) == srv.server.q.can_sendfile
 
 
 @modes

@@ -748,6 +748,25 @@ static int test_post_wakes_waiter(void)
     return finish(q);
 }
 
+/* A post for a connection completes like its own operations; a listener
+ * or a closed handle refuses one. */
+static int test_post_to_connection(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+    CHECK_OK(nc_post_to(q, s, &tag_post));
+    nc_event ev;
+    CHECK(next_event(q, &ev, WAIT_MS) == 1, "no post");
+    CHECK(ev.op == NC_OP_POST && ev.ctx == &tag_post && ev.status == 0, "wrong event");
+    CHECK(nc_post_to(q, lst, &tag_post) == NC_E_WRONGKIND, "post to a listener");
+    nc_close(q, s);
+    CHECK(nc_post_to(q, s, &tag_post) == NC_E_BADHANDLE, "post to a closed handle");
+    nc_close(q, c);
+    nc_close(q, lst);
+    return finish(q);
+}
+
 static int test_timers(void)
 {
     nc_queue *q;
@@ -1309,6 +1328,7 @@ static const t_case cases[] = {
     {"close_pending", test_close_pending, 30},
     {"close_pending_connect", test_close_pending_connect, 20},
     {"post_wakes_waiter", test_post_wakes_waiter, 20},
+    {"post_to_connection", test_post_to_connection, 20},
     {"timers", test_timers, 20},
     {"threads_echo", test_threads_echo, 90},
     {"slot_reuse", test_slot_reuse, 20},

@@ -966,6 +966,50 @@ int nc_post(nc_queue *q, void *ctx)
     return rc;
 }
 
+int nc_can_sendfile(const nc_queue *q)
+{
+    return q->be->sendfile;
+}
+
+int nc_sendfile(nc_queue *q, nc_id conn, int fd, uint64_t offset, uint64_t count, void *ctx)
+{
+    if (!q->be->sendfile)
+        return NC_E_NOTSUP;
+    if (fd < 0)
+        return NC_E_INVAL;
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = submit(q, conn, NC_CONN, NC_OP_SENDFILE, ctx, &op, &h);
+    if (rc == 0) {
+        op->result = conn;
+        op->file = fd;
+        op->file_off = offset;
+        op->file_left = count;
+        nc_op_attach(h, &h->txq, op); /* in order with the sends around it */
+        q->be->start(q, h, op);
+    }
+    nc_unlock_q(q);
+    return rc;
+}
+
+int nc_post_to(nc_queue *q, nc_id conn, void *ctx)
+{
+    nc_op *op;
+    nc_handle *h;
+    nc_lock(&q->lock);
+    int rc = q->closing ? NC_E_CLOSED : submit(q, conn, NC_CONN, NC_OP_POST, ctx, &op, &h);
+    if (rc == 0) {
+        /* Owned by the connection (not queued on it): delivered under the
+         * same one-thread-at-a-time rule as the connection's own events. */
+        op->owner = h;
+        nc_handle_ref(h);
+        nc_complete(q, op, 0);
+    }
+    nc_unlock_q(q);
+    return rc;
+}
+
 int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
 {
     if (!(seconds >= 0) || seconds > 1e9)

@@ -59,6 +59,9 @@ typedef struct nc_op {
     unsigned stop : 1;    /* RECV: nc_recv_stop came while a thread was reading */
     unsigned tried : 1;   /* SEND: the at-once attempt of a quiet send was made */
     nc_buf inline_bufs[NC_INLINE_BUFS];
+    /* SENDFILE: the file, where the next byte is, and how many are left */
+    int file;
+    uint64_t file_off, file_left;
 } nc_op;
 
 typedef struct nc_opq {
@@ -154,6 +157,7 @@ typedef struct nc_backend {
     void (*recycle)(nc_queue *q, const uintptr_t *loans, int n);
     /* Lock held: add the backend's counters. May be NULL. */
     void (*stats)(nc_queue *q, nc_stats *out);
+    int sendfile;          /* it performs NC_OP_SENDFILE (else NC_E_NOTSUP) */
 } nc_backend;
 
 struct nc_queue {

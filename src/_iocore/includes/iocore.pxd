@@ -35,6 +35,7 @@ cdef extern from "iocore.h" nogil:
         NC_OP_POST
         NC_OP_TIMER
         NC_OP_SHUTDOWN
+        NC_OP_SENDFILE
         NC_CANCELLED
         NC_E_BADHANDLE
         NC_E_WRONGKIND
@@ -44,6 +45,7 @@ cdef extern from "iocore.h" nogil:
         NC_E_NOBACKEND
         NC_E_CLOSED
         NC_E_INTR
+        NC_E_NOTSUP
         NC_SEND_QUIET
         NC_RECV_MULTISHOT
 
@@ -62,8 +64,11 @@ cdef extern from "iocore.h" nogil:
     int nc_recv_ex(nc_queue *q, nc_id conn, size_t max_bytes, void *ctx, unsigned flags)
     int nc_recv_stop(nc_queue *q, nc_id conn)
     int nc_shutdown(nc_queue *q, nc_id conn, void *ctx)
+    int nc_sendfile(nc_queue *q, nc_id conn, int fd, uint64_t offset, uint64_t count, void *ctx)
+    int nc_can_sendfile(const nc_queue *q)
     int nc_close(nc_queue *q, nc_id h)
     int nc_post(nc_queue *q, void *ctx)
+    int nc_post_to(nc_queue *q, nc_id conn, void *ctx)
     int nc_timer_start(nc_queue *q, double seconds, void *ctx, uint64_t *timer_id)
     int nc_timer_cancel(nc_queue *q, uint64_t timer_id, void **ctx_out)
     int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)

@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#if NC_STREAM_SENDFILE
+#include <sys/sendfile.h>
+#endif
 #include <unistd.h>
 
 #define EVENTS_PER_POLL 256
@@ -226,6 +229,48 @@ static void exec_recv(task *k, nc_waiter *w)
         k->err = EAGAIN;
 }
 
+/* After a send call that failed: 0 to retry (EINTR), else 1 with the
+ * outcome recorded (EAGAIN keeps the op queued, anything else ends it). */
+static int send_failed(task *k)
+{
+    if (errno == EINTR)
+        return 0;
+    k->err = errno == EWOULDBLOCK ? EAGAIN : errno;
+    k->n = k->err != EAGAIN;
+    return 1;
+}
+
+/* A SENDFILE at the head of txq: the kernel copies file to socket until
+ * the count is out, the socket is full (EAGAIN) or the file ends. */
+static void exec_sendfile(task *k, nc_op *op)
+{
+#if NC_STREAM_SENDFILE
+    while (op->file_left) {
+        off_t off = (off_t)op->file_off;
+        size_t want = op->file_left > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)op->file_left;
+        ssize_t sent = sendfile(k->h->sock, op->file, &off, want);
+        if (sent < 0) {
+            if (send_failed(k))
+                return;
+            continue;
+        }
+        if (sent == 0) { /* the file ended before the count */
+            k->err = EIO;
+            k->n = 1;
+            return;
+        }
+        op->file_off += (uint64_t)sent;
+        op->file_left -= (uint64_t)sent;
+        op->nbytes += (size_t)sent;
+    }
+    k->n = 1;
+#else
+    (void)op;
+    k->err = ENOTSUP;    /* not reached: nc_sendfile refuses where unsupported */
+    k->n = 1;
+#endif
+}
+
 /* Works on the txq head the claim covers (stable: the claim keeps close
  * from taking it, and others only append). */
 static void exec_send(task *k)
@@ -236,6 +281,10 @@ static void exec_send(task *k)
         int rc = nc_sock_shutdown_write(h->sock);
         k->n = 1;
         k->err = -rc;
+        return;
+    }
+    if (op->kind == NC_OP_SENDFILE) {
+        exec_sendfile(k, op);
         return;
     }
     for (;;) {
@@ -253,11 +302,9 @@ static void exec_send(task *k)
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t sent = sendmsg(h->sock, &msg, NC_SEND_FLAGS);
         if (sent < 0) {
-            if (errno == EINTR)
-                continue;
-            k->err = errno == EWOULDBLOCK ? EAGAIN : errno;
-            k->n = k->err != EAGAIN;
-            return;
+            if (send_failed(k))
+                return;
+            continue;
         }
         if (nc_send_advance(op, (size_t)sent)) {
             k->n = 1;
@@ -508,7 +555,7 @@ void nc_stream_kick(nc_queue *q, nc_handle *h, unsigned what)
 
 void nc_stream_start(nc_queue *q, nc_handle *h, nc_op *op)
 {
-    if (op->kind == NC_OP_SEND || op->kind == NC_OP_SHUTDOWN) {
+    if (op->kind == NC_OP_SEND || op->kind == NC_OP_SHUTDOWN || op->kind == NC_OP_SENDFILE) {
         /* Try at once, as uvloop does: most sends fit the socket buffer. */
         if (h->txq.head == op && h->writable && nc_claim(h, NC_BUSY_TX) &&
             nc_defer_kick(q, h, NC_BUSY_TX) < 0) {

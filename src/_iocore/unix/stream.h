@@ -63,6 +63,14 @@ void nc_stream_wake(nc_queue *q);
 int nc_stream_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_op *op);
 void nc_stream_resume_accept(nc_queue *q, nc_handle *lst);
 
+/* sendfile(2) as Linux has it (the BSDs' and macOS's take other arguments:
+ * not yet used there, so their sends of files go through user space). */
+#ifdef __linux__
+#define NC_STREAM_SENDFILE 1
+#else
+#define NC_STREAM_SENDFILE 0
+#endif
+
 /* The nc_backend of a poller: every hook is stream.c's, the poller only
  * says where readiness comes from. */
 #define NC_STREAM_BACKEND(NAME, POLLER)                                      \
@@ -75,7 +83,7 @@ void nc_stream_resume_accept(nc_queue *q, nc_handle *lst);
         .perform = nc_stream_perform, .kick = nc_stream_kick,                \
         .wake = nc_stream_wake, .connect = nc_stream_connect,                \
         .resume_accept = nc_stream_resume_accept, .recycle = NULL,           \
-        .stats = NULL,                                                       \
+        .stats = NULL, .sendfile = NC_STREAM_SENDFILE,                       \
     }
 
 #endif

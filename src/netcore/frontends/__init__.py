@@ -36,6 +36,9 @@ def make_dispatcher(app: Any, config: Any) -> Dispatcher:
         from .wsgi import WSGIDispatcher
         return WSGIDispatcher(app, config)
     if interface == "asgi":
+        if config.io_threads > 1:
+            raise ValueError("io_threads > 1 is for native and WSGI applications: ASGI runs on "
+                             "asyncio, on one I/O thread (use workers to scale)")
         from .asgi import ASGIDispatcher
         return ASGIDispatcher(app, config)
     raise AssertionError(interface)  # pragma: no cover (resolve_interface checked it)

@@ -19,7 +19,9 @@ the answers back; the transport calls it on the I/O thread only:
   serving loop (run() drives transport.run_once()).
 
 Answers go back with conn.write(seq, parts, end, keep_alive) on the I/O
-thread; other threads hand work over with transport.post(fn, value).
+thread; other threads hand work for a connection over with
+transport.post_to(conn, fn, value) (the I/O thread that may touch it runs
+it), other work with transport.post(fn, value).
 """
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ class BlockingDispatcher(Dispatcher):
         finally:
             local.answers = None
         if answers:
-            self.transport.post(self._threaded_done, (conn, answers))
+            self.transport.post_to(conn, self._threaded_done, (conn, answers))
 
     def flush_batch(self, conn: Any) -> None:
         """On a pool thread, before a call waits for its own output to
@@ -228,7 +228,7 @@ class BlockingDispatcher(Dispatcher):
         waiting answer may be queued behind them."""
         answers = getattr(self._local, "answers", None)
         if answers:
-            self.transport.post(self._threaded_done, (conn, answers[:]))
+            self.transport.post_to(conn, self._threaded_done, (conn, answers[:]))
             del answers[:]
 
     def _threaded_done(self, value: tuple) -> None:
@@ -287,7 +287,7 @@ class BlockingDispatcher(Dispatcher):
             result: Any = stream.pull()
         except Exception as exc:
             result = exc
-        self.transport.post(self._pulled, (conn, stream, result))
+        self.transport.post_to(conn, self._pulled, (conn, stream, result))
 
     def _pulled(self, value: tuple) -> None:
         conn, stream, result = value

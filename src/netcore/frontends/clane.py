@@ -39,7 +39,10 @@ _ready = False
 
 
 def available(config: Any) -> bool:
-    return _http is not None and config.c_fastpath
+    """The lane serves one I/O thread: its scratch state (output buffer,
+    cached clocks, the read it declined) is per lane, so with --io-threads
+    above 1 every completion takes the Python path."""
+    return _http is not None and config.c_fastpath and config.io_threads == 1
 
 
 def _setup() -> None:

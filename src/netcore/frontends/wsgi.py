@@ -25,6 +25,8 @@ so a blocking application never blocks the I/O thread, or with
 from __future__ import annotations
 
 import io
+import os
+import stat
 import sys
 import threading
 from collections import deque
@@ -33,7 +35,8 @@ from urllib.parse import unquote_to_bytes
 
 from ..http.request import Request
 from ..http.response import (
-    STREAM_WINDOW, Stream, build_head, complete_head, encode_headers, parse_status, render_iterable)
+    STREAM_WINDOW, FileRange, Stream, build_head, complete_head, encode_headers, parse_status,
+    render_iterable)
 from . import clane
 from .base import default_threads, error_log, log_access
 from .blocking import BlockingDispatcher
@@ -140,7 +143,7 @@ class StreamingInput:
         self._buffered -= n
         if self._paused and self._buffered <= INPUT_LOW:
             self._paused = False
-            self._dispatcher.transport.post(_resume, self._conn)
+            self._dispatcher.transport.post_to(self._conn, _resume, self._conn)
 
     def read(self, size: Optional[int] = -1) -> bytes:
         if size is None or size < 0:
@@ -218,7 +221,8 @@ def _resume(conn: Any) -> None:
 # ---------------------------------------------------------------- file_wrapper
 
 class FileWrapper:
-    """wsgi.file_wrapper: a file-like object sent in windows."""
+    """wsgi.file_wrapper.  A regular file is sent by the kernel (sendfile)
+    where the backend can; anything else is read and sent in windows."""
 
     def __init__(self, filelike: Any, blksize: int = 8192) -> None:
         self.filelike = filelike
@@ -467,7 +471,7 @@ class WSGIDispatcher(BlockingDispatcher):
         """On a pool thread: a call whose body streams in while it runs."""
         parts: list = []
         keep = self._call(conn, req, parts, sink)
-        self.transport.post(self._streaming_done, (conn, req, parts, keep, sink))
+        self.transport.post_to(conn, self._streaming_done, (conn, req, parts, keep, sink))
 
     def _streaming_done(self, value: tuple) -> None:
         conn, req, parts, keep, sink = value
@@ -490,7 +494,10 @@ class WSGIDispatcher(BlockingDispatcher):
         mark = len(out)
         try:
             result = self.app(env, call.start_response)
-            return self._render(e[6], e[7], True, call, result, out)
+            keep = self._render(e[6], e[7], True, call, result, out)
+            if type(out[-1]) is FileRange:
+                conn.files += 1
+            return keep
         except Exception:
             _close(result)
             del out[mark:]
@@ -557,6 +564,10 @@ class WSGIDispatcher(BlockingDispatcher):
 
     def _render(self, head_only: bool, http11: bool, keep_alive: bool, call: "_Call", result: Any,
                 parts: list) -> Any:
+        if type(result) is FileWrapper and call.framer is None and not call.written:
+            region = self._file_region(result)
+            if region is not None:
+                return self._file_answer(head_only, http11, keep_alive, call, result, region, parts)
         if type(result) is list or type(result) is tuple:
             # the common case: the whole body at once
             self._check(call)
@@ -601,6 +612,48 @@ class WSGIDispatcher(BlockingDispatcher):
                                encode_headers(call.headers), head_only, http11, keep_alive, parts,
                                self.heads, bytes_only=True)
 
+    # ------------------------------------------------------------ files
+    def _file_region(self, wrapper: "FileWrapper") -> Optional[tuple[int, int]]:
+        """(offset, size) of what a file_wrapper would send, if the kernel
+        can send it (a regular file, a backend with sendfile), else None."""
+        if not self.transport.q.can_sendfile:
+            return None
+        f = wrapper.filelike
+        try:
+            fd = f.fileno()
+            st = os.fstat(fd)
+            offset = f.tell() if hasattr(f, "tell") else 0
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return offset, max(0, st.st_size - offset)
+
+    def _file_answer(self, head_only: bool, http11: bool, keep_alive: bool, call: "_Call",
+                     wrapper: "FileWrapper", region: tuple, parts: list) -> Any:
+        """A file_wrapper answer: the head, then the file region itself, sent
+        by the kernel (no read into Python); close() once it is out."""
+        self._check(call)
+        offset, size = region
+        declared = encode_headers(call.headers).length
+        if declared > size:
+            raise ValueError(f"content-length {declared} is more than the file has ({size} bytes)")
+        count = size if declared < 0 else declared
+        head, keep = complete_head(self.heads, call.status, call.line, call.headers, count,
+                                   http11, keep_alive, head_only)
+        parts.append(head)
+        if head_only or call.status in (204, 304) or not count:
+            _close(wrapper)
+            return keep
+        # the last part: deliver() (or answer_head) tells the connection
+        parts.append(FileRange(wrapper.filelike, offset, count, getattr(wrapper, "close", None)))
+        return keep
+
+    def deliver(self, conn: Any, seq: int, parts: list, keep: Any) -> None:
+        if parts and type(parts[-1]) is FileRange:
+            conn.files += 1
+        super().deliver(conn, seq, parts, keep)
+
     # ------------------------------------------------------------ write()
     def send_written(self, call: "_Call") -> None:
         """On a pool thread: write() data past a window goes out now, the
@@ -625,7 +678,7 @@ class WSGIDispatcher(BlockingDispatcher):
         call.written = []
         done = threading.Event()
         self.flush_batch(call.conn)
-        self.transport.post(self._written, (call, parts, done))
+        self.transport.post_to(call.conn, self._written, (call, parts, done))
         done.wait()
         if call.conn.closed:
             raise ClientDisconnected("the client went away")

@@ -21,6 +21,8 @@ OPTIONS: dict[str, tuple[Any, type, str]] = {
     "reuse_port": (True, bool, "with workers > 1: a SO_REUSEPORT listener per worker where the OS "
                                "has it; off: the supervisor shares one listening socket"),
     "worker_start": ("auto", str, "how workers start: fork, spawn, or auto (fork where the OS has it)"),
+    "io_threads": (1, int, "I/O threads waiting on the one completion queue (native and WSGI; under "
+                           "the GIL they overlap system calls only: --workers is how to use cores)"),
     "threads": (None, int, "run the application on a pool of N threads (0: on the I/O thread; "
                            "default: 0 for native, 4 per core up to 32 for wsgi)"),
     "backend": ("auto", str, "completion backend: auto, epoll, uring (Linux), poll (POSIX) or iocp (Windows)"),
@@ -66,6 +68,7 @@ class Config:
     workers: int
     reuse_port: bool
     threads: Optional[int]
+    io_threads: int
     backend: str
     interface: str
     lifespan: str
@@ -105,7 +108,7 @@ class Config:
     def validate(self) -> None:
         if self.interface not in INTERFACES:
             raise ValueError(f"unknown interface {self.interface!r} (expected one of {', '.join(INTERFACES)})")
-        for name in ("workers",):
+        for name in ("workers", "io_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.http not in PARSERS:

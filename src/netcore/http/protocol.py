@@ -404,6 +404,14 @@ class Protocol:
         self.seq_in += 1
         return seq
 
+    def drop_files(self) -> None:
+        """The connection is gone: file parts never sent are done with."""
+        for parts in [self.out, *(h.parts for h in self.held.values())]:
+            for part in parts:
+                done = getattr(part, "done", None)
+                if done is not None:
+                    done()
+
     def take_output(self) -> list:
         out = self.out
         if out:

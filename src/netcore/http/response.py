@@ -356,6 +356,32 @@ def _make_head(cache: HeadCache, status: int, headers: HeadersArg, length: int, 
     return head, keep_alive, status not in _NO_BODY
 
 
+class FileRange:
+    """A part of a response that is a region of an open file: the transport
+    hands it to the kernel (Queue.sendfile) instead of reading it.  done()
+    runs once, when the region has been sent, failed or was dropped."""
+
+    __slots__ = ("file", "offset", "count", "on_done")
+
+    def __init__(self, file: Any, offset: int, count: int, on_done: Any = None) -> None:
+        self.file = file
+        self.offset = offset
+        self.count = count
+        self.on_done = on_done
+
+    def __len__(self) -> int:     # counts as its bytes (held answers, flow control)
+        return self.count
+
+    def done(self) -> None:
+        on_done = self.on_done
+        if on_done is not None:
+            self.on_done = None
+            try:
+                on_done()
+            except Exception:
+                logging.getLogger("netcore.error").exception("closing a file response failed")
+
+
 STREAM_WINDOW = 65536   # body bytes pulled per send: the backpressure window
 
 

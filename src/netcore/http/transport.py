@@ -37,6 +37,7 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 from time import monotonic
 from typing import Any, Callable, Optional
@@ -44,11 +45,12 @@ from typing import Any, Callable, Optional
 from .. import iocore
 from .limits import Config
 from .protocol import BODY, IDLE, Protocol
-from .response import HeadCache
+from .response import FileRange, HeadCache
 
 error_log = logging.getLogger("netcore.error")
 
 RECV, SEND, ACCEPT, POST, TIMER = iocore.RECV, iocore.SEND, iocore.ACCEPT, iocore.POST, iocore.TIMER
+SENDFILE = iocore.SENDFILE
 CANCELLED = iocore.CANCELLED
 
 ACCEPTS_AHEAD = 8          # accept operations kept pending per listener
@@ -108,11 +110,25 @@ class _Tag:
 _TICK = _Tag("tick")
 
 
+def _nothing(_value: Any = None) -> None:
+    """A post that only wakes a waiting thread."""
+
+
+class _FileSend:
+    """The tag of a SENDFILE: the connection and the region it sends."""
+
+    __slots__ = ("conn", "range")
+
+    def __init__(self, conn: "Connection", part: FileRange) -> None:
+        self.conn = conn
+        self.range = part
+
+
 class Connection:
     """One client connection: its Protocol plus the I/O state around it."""
 
     __slots__ = ("transport", "handle", "proto", "rx_armed", "app_paused", "sending", "closed",
-                 "deadline", "lingering", "dirty", "want_drain", "_client", "state",
+                 "deadline", "lingering", "dirty", "want_drain", "_client", "state", "files",
                  "tx_at", "rx_at", "body_start", "paused_at", "acked", "acked_at")
 
     def __init__(self, transport: "Transport", handle: Any) -> None:
@@ -135,6 +151,7 @@ class Connection:
         self.want_drain = False      # call dispatcher.on_drain once everything is sent
         self._client: Optional[tuple[str, int]] = None
         self.state: Any = None       # the dispatcher's per-connection state
+        self.files = 0               # FileRange parts written, not yet handed to the kernel
 
     @property
     def client(self) -> Optional[tuple[str, int]]:
@@ -202,8 +219,33 @@ class Connection:
         self.transport.close(self)
 
 
+class ThreadedConnection(Connection):
+    """A Connection of a transport with several I/O threads: its output is
+    flushed at the end of the batch of the thread that holds it (the core
+    gives a connection's completions to one thread at a time)."""
+
+    __slots__ = ()
+
+    def write(self, seq: int, parts: list, end: bool = True, keep_alive: bool = True) -> None:
+        if self.closed:
+            return
+        self.proto.write(seq, parts, end, keep_alive)
+        if not self.dirty:
+            self.dirty = True
+            self.transport._local.dirty.append(self)
+
+    def fail(self, seq: int, status: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.proto.fail_response(seq, status, reason)
+        if not self.dirty:
+            self.dirty = True
+            self.transport._local.dirty.append(self)
+
+
 class Transport:
-    """The I/O loop of one server process: one queue, one I/O thread."""
+    """The I/O loop of one server process: one queue, one I/O thread, or
+    io_threads threads waiting on it together (native and WSGI)."""
 
     def __init__(self, config: Config, dispatcher: Any) -> None:
         self.config = config
@@ -217,6 +259,10 @@ class Transport:
         self.accepts_pending = 0
         self.conns: set[Connection] = set()
         self.dirty: list[Connection] = []
+        self.io_threads = config.io_threads
+        self.connection_class = Connection if self.io_threads == 1 else ThreadedConnection
+        self._lock = threading.Lock()        # accept bookkeeping and conns, across I/O threads
+        self._local = threading.local()      # each I/O thread's dirty list
         self.stopping = False
         self.stop_deadline = _INF
         self.now = time.monotonic()  # read once per batch: deadlines cost a float add
@@ -227,6 +273,7 @@ class Transport:
         self._ka_timeout = config.timeout_keep_alive
         self._write_timeout = config.timeout_write or _INF   # 0: never
         self._write_probe = self._write_timeout / 4
+        self.files_sent = 0          # file regions handed to q.sendfile
         self.requests_closed = 0     # requests parsed on connections since closed
         self.max_requests = 0        # recycle after this many (limit_max_requests + jitter)
         if config.limit_max_requests:
@@ -253,6 +300,17 @@ class Transport:
     @property
     def sockname(self) -> tuple[str, int]:
         return self.listeners[0].sockname
+
+    def post_to(self, conn: Connection, fn: Callable[[Any], Any], value: Any = None) -> None:
+        """Run ``fn(value)`` on the I/O thread for ``conn`` (thread-safe): with
+        several I/O threads, only while no other thread handles ``conn``."""
+        if self.io_threads == 1:
+            self.post(fn, value)
+            return
+        try:
+            self.q.post(fn, value, handle=conn.handle)
+        except ValueError:   # the connection (or the queue) is closed: fn sees it
+            self.post(fn, value)
 
     def post(self, fn: Callable[[Any], Any], value: Any = None) -> None:
         """Run ``fn(value)`` on the I/O thread (thread-safe); dropped once the
@@ -294,25 +352,50 @@ class Transport:
         """Serve until stop() (or a signal) and the graceful drain.
         ``on_started`` is called once the application is up (ASGI lifespan
         startup done) and connections are being accepted."""
+        threads: list = []
         try:
             self.start()
             if on_started is not None:
                 on_started()
-            self.dispatcher.run(self)
+            if self.io_threads > 1:
+                threads = [threading.Thread(target=self._io_thread, name=f"netcore-io-{i}",
+                                            daemon=True) for i in range(1, self.io_threads)]
+                for t in threads:
+                    t.start()
+                self._io_thread()
+            else:
+                self.dispatcher.run(self)
         finally:
+            for _ in threads:
+                self.post(_nothing)    # each wait returns and sees the end
+            for t in threads:
+                t.join(10)
             self.close_all()
 
-    def run_once(self, timeout: Optional[float]) -> None:
-        """Wait up to ``timeout`` for one batch of completions and handle it."""
-        if self.dirty:
+    def _io_thread(self) -> None:
+        """One of several I/O threads: batches until the server has finished."""
+        dirty = self._local.dirty = []
+        try:
+            while not self.finished:
+                self.run_once(None, dirty)
+            self.post(_nothing)    # the next thread waiting sees it too
+        finally:
+            self.q.leave()
+
+    def run_once(self, timeout: Optional[float], dirty: Optional[list] = None) -> None:
+        """Wait up to ``timeout`` for one batch of completions and handle it;
+        ``dirty`` is the calling I/O thread's list (default: the only one)."""
+        if dirty is None:
+            dirty = self.dirty
+        if dirty:
             # written between batches (asyncio tasks): the batch clock is stale
             self.now = monotonic()
-            self.flush_dirty()
+            self.flush_dirty(dirty)
         events = self.q.wait(timeout)
         self.now = monotonic()
         self.dispatch(events)
-        if self.dirty:
-            self.flush_dirty()
+        if dirty:
+            self.flush_dirty(dirty)
 
     def dispatch(self, events: list) -> None:
         """Hand one batch of completions to their handlers, in order.
@@ -330,11 +413,13 @@ class Transport:
                     handle_tx(tag, status, value)
                 elif op == POST:
                     tag(value)
+                elif op == SENDFILE:
+                    self.handle_file(tag, status, value)
                 elif op == ACCEPT:
                     self.on_accept(tag, status, value)
                 elif op == TIMER:
                     self.on_tick()
-                elif status and type(tag) is Connection:  # SHUTDOWN failed: give up
+                elif status and isinstance(tag, Connection):  # SHUTDOWN failed: give up
                     self.close(tag)
             except Exception:
                 self.internal_error(tag)
@@ -344,7 +429,7 @@ class Transport:
         log it and close its connection."""
         error_log.error("internal error handling a completion",
                         exc_info=exc if exc is not None else True)
-        if type(tag) is Connection:
+        if isinstance(tag, Connection):
             self.close(tag)
 
     def close_all(self) -> None:
@@ -358,23 +443,26 @@ class Transport:
         if self.stopping or not self._started:
             return
         limit = self.config.limit_concurrency
-        for lst in self.listeners:
-            tag = self._accept_tags[lst]
-            while self.accepts_pending < ACCEPTS_AHEAD * len(self.listeners):
-                if limit and len(self.conns) + self.accepts_pending >= limit:
-                    return
-                self.q.accept(lst, tag)
-                self.accepts_pending += 1
+        with self._lock:
+            for lst in self.listeners:
+                tag = self._accept_tags[lst]
+                while self.accepts_pending < ACCEPTS_AHEAD * len(self.listeners):
+                    if limit and len(self.conns) + self.accepts_pending >= limit:
+                        return
+                    self.q.accept(lst, tag)
+                    self.accepts_pending += 1
 
     def on_accept(self, tag: Any, status: int, handle: Any) -> None:
-        self.accepts_pending -= 1
+        with self._lock:
+            self.accepts_pending -= 1
         if status == 0:
             # (also while stopping: it was accepted before the listener
             # closed, from a backlog other workers may share, and its client
             # waits for an answer; it gets one, with a close)
-            conn = Connection(self, handle)
+            conn = self.connection_class(self, handle)
             self.set_deadline(conn, self._ka_timeout)
-            self.conns.add(conn)
+            with self._lock:
+                self.conns.add(conn)
             self._q_recv(handle, conn)
             conn.rx_armed = True
         elif status != CANCELLED:
@@ -500,30 +588,67 @@ class Transport:
     # ------------------------------------------------------------ send
     def flush(self, conn: Connection) -> None:
         out = conn.proto.take_output()
+        if conn.files:
+            self._flush_files(conn, out)
+            return
         if len(out) == 1:
             data = out[0]
         elif len(out) > 4 or len(out[-1]) < 65536:
             data = b"".join(out)
         else:
             data = out
+        self._sending(conn)
+        self._q_send(conn.handle, conn, data)
+
+    def _sending(self, conn: Connection) -> None:
+        """One more send or sendfile on ``conn``."""
         if not conn.sending:
             # output is pending from now on: the write timeout runs
             now = conn.tx_at = self.now
             if now + self._write_probe < self.next_expiry:
                 self.next_expiry = now + self._write_probe
         conn.sending += 1
-        self._q_send(conn.handle, conn, data)
 
-    def flush_dirty(self) -> None:
-        dirty = self.dirty
-        self.dirty = []
-        for conn in dirty:
+    def _flush_files(self, conn: Connection, out: list) -> None:
+        """Output with file regions in it: bytes go out with q.send, each
+        region with q.sendfile, in order (the core keeps one send queue)."""
+        run: list = []
+        for part in out:
+            if type(part) is not FileRange:
+                run.append(part)
+                continue
+            if run:
+                self._sending(conn)
+                self._q_send(conn.handle, conn, b"".join(run))
+                run = []
+            conn.files -= 1
+            self._sending(conn)
+            self.files_sent += 1
+            self.q.sendfile(conn.handle, _FileSend(conn, part), part.file, part.offset, part.count)
+        if run:
+            self._sending(conn)
+            self._q_send(conn.handle, conn, b"".join(run))
+
+    def handle_file(self, tag: "_FileSend", status: int, nbytes: Any) -> None:
+        """A file region went out (or failed: a file shorter than its count
+        is -EIO, the connection then closes like after any send error)."""
+        tag.range.done()
+        self.handle_tx(tag.conn, status, nbytes)
+
+    def flush_dirty(self, dirty: list) -> None:
+        """Send what was written to the connections of ``dirty`` (emptied;
+        connections written to meanwhile are flushed too)."""
+        i = 0
+        while i < len(dirty):
+            conn = dirty[i]
+            i += 1
             conn.dirty = False
             if conn.closed:
                 continue
             if conn.proto.out:
                 self.flush(conn)
             self._after_output(conn)
+        dirty.clear()
 
     def handle_tx(self, conn: Connection, status: int, nbytes: Any) -> None:
         """A send completed.  The common case, a send done while the
@@ -588,7 +713,10 @@ class Transport:
             self.q.close(conn.handle)
         except ValueError:
             pass
-        self.conns.discard(conn)
+        with self._lock:
+            self.conns.discard(conn)
+        if conn.files:
+            conn.proto.drop_files()
         try:
             self.dispatcher.on_close(conn)
         finally:
@@ -611,7 +739,9 @@ class Transport:
             error_log.info("served %d requests (limit-max-requests): stopping to be replaced",
                            self.served())
             self.begin_shutdown()
-        if self.stopping and now >= self.stop_deadline:
+        if self.io_threads > 1:
+            self._tick_threaded(now)
+        elif self.stopping and now >= self.stop_deadline:
             for conn in list(self.conns):
                 self.close(conn)
         elif now >= self.next_expiry:
@@ -632,6 +762,35 @@ class Transport:
             self.next_expiry = earliest
         if not self.q.closed:
             self.q.call_later(TICK_SECONDS, _TICK)
+
+    def _tick_threaded(self, now: float) -> None:
+        """The tick's sweep with several I/O threads: a connection another
+        thread may be handling is only looked at (a float), and what must
+        be done to it is handed to whichever thread may touch it."""
+        with self._lock:
+            conns = list(self.conns)
+        force = self.stopping and now >= self.stop_deadline
+        for conn in conns:
+            if force:
+                self.post_to(conn, self._close_posted, conn)
+            elif conn.deadline <= now or conn.sending:
+                self.post_to(conn, self._check_posted, conn)
+
+    def _check_posted(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        now = self.now
+        if conn.deadline <= now:
+            self._expire(conn)
+        if not conn.closed and conn.sending:
+            self._write_check(conn, now)
+
+    def _close_posted(self, conn: Connection) -> None:
+        self.close(conn)
+
+    def _close_if_idle(self, conn: Connection) -> None:
+        if not conn.closed and conn.proto.idle and not conn.buffered and conn.proto.seq_in:
+            self.close(conn)
 
     def _write_check(self, conn: Connection, now: float) -> float:
         """The write timeout of a connection with a send pending: close it
@@ -715,6 +874,12 @@ class Transport:
             except ValueError:
                 pass
         self.dispatcher.on_stopping()
+        if self.io_threads > 1:
+            with self._lock:
+                conns = list(self.conns)
+            for conn in conns:
+                self.post_to(conn, self._close_if_idle, conn)
+            return
         for conn in list(self.conns):
             # idle between requests: closed; one that has not sent its first
             # request yet (just accepted; it is likely on its way) keeps its
