@@ -142,6 +142,9 @@ def netcore_servers(env: Env) -> list[Server]:
         ("wsgi", "WSGI", "wsgi", ("raw", "flask"), []),
         ("wsgi", "WSGI, --threads 0", "wsgi", ("raw", "flask"), ["--threads", "0"]),
     ]
+    if env.cli_has("--no-c-fastpath"):   # the Python path the C lane is measured against
+        kinds.insert(1, ("native", "native, --no-c-fastpath", "native", ("raw",),
+                         ["--no-c-fastpath"]))
     out = []
     for interface, label, group, apps, extra in kinds:
         missing = None
@@ -149,7 +152,7 @@ def netcore_servers(env: Env) -> list[Server]:
             missing = "`python -m netcore --help` failed: is netcore installed?"
         elif interface != "native" and interface not in interfaces:
             missing = f"`netcore --interface {interface}` does not exist yet"
-        for backend, cli_name in backends or [("auto", "auto")]:
+        for backend, cli_name in (backends or [("auto", "auto")])[:1 if "--no-c-fastpath" in extra else None]:
             def command(app: str, port: int, group=group, interface=interface, extra=extra,
                         cli_name=cli_name) -> list:
                 cmd = [PY, "-m", "netcore", APP_TARGETS[(group, app)], "--port", str(port),
@@ -158,7 +161,8 @@ def netcore_servers(env: Env) -> list[Server]:
                 if interface != "native" or "native" in interfaces:
                     cmd += ["--interface", interface]   # explicit, whatever `auto` would pick
                 return cmd + list(extra)
-            key = f"netcore-{interface}{'-inline' if extra[:1] == ['--threads'] else ''}-{backend}"
+            variant = {"--threads": "-inline", "--no-c-fastpath": "-python"}.get(extra[0] if extra else "", "")
+            key = f"netcore-{interface}{variant}-{backend}"
             out.append(Server(f"netcore {label} ({backend})", key, group, apps, command, missing,
                               netcore=True, settings="1 process" + (", handlers on the I/O thread"
                                                                      if interface == "native" else "")))

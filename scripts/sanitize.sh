@@ -51,7 +51,8 @@ print("testing the sanitizer build:", netcore._iocore.__file__)
 echo "== core, native and HTTP suites under ASan+UBSan"
 status=0
 run_sanitized "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_iocore.py tests/test_iocore_limits.py tests/test_native.py tests/http "$@" || status=$?
+    tests/test_iocore.py tests/test_iocore_limits.py tests/test_iocore_options.py tests/test_native.py \
+    tests/http "$@" || status=$?
 
 reports=$(find "$logs" -type f | sort)
 if [ -n "$reports" ]; then

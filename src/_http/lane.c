@@ -81,7 +81,7 @@ typedef struct {
     int busy;
     PyObject *declined;               /* the last read the lane declined (fast_rx skips it) */
     /* counters, for tests and the curious (stats()) */
-    unsigned long long n_reads, n_requests, n_sends, n_sent_done, n_python;
+    unsigned long long n_reads, n_requests, n_sends, n_sent_done, n_quiet, n_python;
 } Lane;
 
 static PyObject *s_now, *s_next_expiry, *s_stopping, *s_state;
@@ -629,6 +629,11 @@ static int lane_rx(Lane *L, PyObject *conn, PyObject *status, PyObject *data)
         rc = -1;
         goto done;
     }
+    /* The only send of the connection, and its completion would do nothing
+     * but count it (lane_tx): asked quiet, so that one that goes out at
+     * once is not reported at all. */
+    int quiet = !sending && nc_get(conn, L->c_want_drain) == Py_False &&
+                nc_get(conn, L->c_app_paused) == Py_False;
     if (!sending) {
         /* output is pending from now on: the write timeout runs (Transport.flush) */
         if (stamp_tx(L, conn) < 0 || (L->now + L->write_probe < L->next_expiry &&
@@ -644,15 +649,25 @@ static int lane_rx(Lane *L, PyObject *conn, PyObject *status, PyObject *data)
         goto done;
     }
     Py_INCREF(handle);
-    PyObject *args[3] = {handle, conn, bytes};
-    PyObject *res = call(L->q_send, args, 3);
-    L->n_sends++;
+    PyObject *args[4] = {handle, conn, bytes, quiet ? Py_True : Py_False};
+    L->n_sends++;   /* counted first: the bytes may reach the client within the call */
     L->n_reads++;
+    PyObject *res = call(L->q_send, args, 4);
     Py_DECREF(bytes);
     if (!res) {
         Py_DECREF(handle);
         rc = -1;
         goto done;
+    }
+    if (res == Py_True) {   /* out already: what lane_tx would have done */
+        L->n_sent_done++;
+        L->n_quiet++;
+        if (set_int(conn, L->c_sending, --sending) < 0) {
+            Py_DECREF(res);
+            Py_DECREF(handle);
+            rc = -1;
+            goto done;
+        }
     }
     Py_DECREF(res);
     /* reading goes on: the protocol is reading, nothing is unanswered */
@@ -959,14 +974,16 @@ static void lane_dealloc(PyObject *self)
 static PyObject *lane_stats(PyObject *self, PyObject *unused)
 {
     Lane *L = (Lane *)self;
-    return Py_BuildValue("{sKsKsKsKsK}", "reads", L->n_reads, "requests", L->n_requests,
-                         "sends", L->n_sends, "sends_done", L->n_sent_done, "python", L->n_python);
+    return Py_BuildValue("{sKsKsKsKsKsK}", "reads", L->n_reads, "requests", L->n_requests,
+                         "sends", L->n_sends, "sends_done", L->n_sent_done,
+                         "sends_quiet", L->n_quiet, "python", L->n_python);
 }
 
 static PyMethodDef lane_methods[] = {
     {"stats", lane_stats, METH_NOARGS,
      "stats() -> {reads: answered and sent by the lane alone, requests: answered or started "
-     "by the lane, sends: its q.send calls, sends_done: send completions it counted, "
+     "by the lane, sends: its q.send calls, sends_done: send completions it counted "
+     "(sends_quiet of them: out within the call, quiet=True, no completion at all), "
      "python: completions it handed to the transport's Python handlers}"},
     {"fast_rx", (PyCFunction)(void (*)(void))lane_fast_rx, METH_FASTCALL,
      "fast_rx(conn, data) -> bool: the dispatcher fast path (frontends/base.py)"},

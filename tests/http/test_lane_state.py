@@ -206,6 +206,10 @@ def test_every_completion_leaves_the_same_state(interface, name):
             # the lane answered these reads and counted their sends itself
             st = a.dispatcher.lane.stats()
             assert st["reads"] > lane0["reads"] and st["sends_done"] > lane0["sends_done"]
+            # a small answer goes out within q.send(quiet=True): no SEND
+            # completes, on either path
+            assert st["sends_quiet"] > lane0["sends_quiet"]
+            assert netcore.iocore.SEND not in seen, seen
     finally:
         ca.close()
         cb.close()

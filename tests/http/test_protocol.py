@@ -118,9 +118,9 @@ class CountingSends:
         self._lane0 = self._lane.stats()["sends"] if self._lane else 0
         orig = server.flush
 
-        def flush(conn):
+        def flush(conn, *args, **kwargs):
             self._flushes += 1
-            orig(conn)
+            orig(conn, *args, **kwargs)
         server.flush = flush
 
     @property

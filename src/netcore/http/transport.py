@@ -507,7 +507,13 @@ class Transport:
         if conn.closed:
             return
         if proto.out:
-            self.flush(conn)
+            # Every request of the read answered, reading goes on: the
+            # completion of this send would only count it (handle_tx), so
+            # one that goes out at once need not be reported (the C lane
+            # decides alike; test_lane_state compares the two).
+            self.flush(conn, quiet=(proto.reading and proto.seq_in == proto.seq_out
+                                    and not proto.close_after and not conn.app_paused
+                                    and not conn.want_drain and not self.stopping))
         if proto.reading:
             if (conn.sending < MAX_PENDING_SENDS and proto.seq_in - proto.seq_out < MAX_INFLIGHT
                     and not conn.app_paused and not conn.closed):
@@ -586,7 +592,9 @@ class Transport:
         conn.rx_armed = True
 
     # ------------------------------------------------------------ send
-    def flush(self, conn: Connection) -> None:
+    def flush(self, conn: Connection, quiet: bool = False) -> None:
+        """Send the protocol's output; ``quiet``: the send's completion
+        would do nothing but count it, so ask for none if it goes out at once."""
         out = conn.proto.take_output()
         if conn.files:
             self._flush_files(conn, out)
@@ -597,8 +605,10 @@ class Transport:
             data = b"".join(out)
         else:
             data = out
+        quiet = quiet and not conn.sending
         self._sending(conn)
-        self._q_send(conn.handle, conn, data)
+        if self._q_send(conn.handle, conn, data, quiet):
+            conn.sending -= 1    # out already: what handle_tx would have done (tx_at is now)
 
     def _sending(self, conn: Connection) -> None:
         """One more send or sendfile on ``conn``."""
