@@ -160,7 +160,7 @@ static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
         e->opcode = NC_OP_U_RECV;
         e->flags = NC_SQE_BUFFER_SELECT;
         e->buf_group = NC_RING_BUF_GROUP;
-        e->ioprio = st->multishot_recv ? NC_RECV_MULTISHOT : 0;
+        e->ioprio = st->multishot_recv ? NC_URING_RECV_MULTISHOT : 0;
         e->len = st->multishot_recv ? 0 : BUF_SIZE;
         break;
     case W_SEND: {

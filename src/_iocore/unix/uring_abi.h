@@ -60,7 +60,7 @@ enum {
 
 /* io_uring_sqe.ioprio for accept, recv and send */
 #define NC_ACCEPT_MULTISHOT (1u << 0)
-#define NC_RECV_MULTISHOT (1u << 1)
+#define NC_URING_RECV_MULTISHOT (1u << 1)
 
 /* io_uring_sqe.cancel_flags */
 #define NC_CANCEL_ALL (1u << 0)
