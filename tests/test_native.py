@@ -3,6 +3,7 @@ with the host compiler, on every Linux backend this machine has (epoll,
 io_uring), one pytest test per scenario and backend, each in its own
 process with a timeout."""
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_uring_abi_matches_the_kernel_header():
     uapi header, where installed, must agree on every layout and number."""
     if not os.path.exists("/usr/include/linux/io_uring.h"):
         pytest.skip("no <linux/io_uring.h> here (apt-get install linux-libc-dev)")
-    proc = subprocess.run([os.environ.get("CC", "gcc"), "-std=gnu11", "-fsyntax-only",
+    proc = subprocess.run([*shlex.split(os.environ.get("CC", "gcc")), "-std=gnu11", "-fsyntax-only",
                            "-include", "sys/syscall.h", f"-I{nb.CORE}",
                            str(nb.NATIVE / "uring_abi_check.c")],
                           capture_output=True, text=True, timeout=120)
