@@ -421,10 +421,15 @@ class ChunkedReader:
                 pos += 2
                 self.state = self.SIZE
             else:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    if data.find(b"\n", pos) >= 0:
-                        raise HTTPError(400, "bare LF line ending")
+                # the line ends at its first LF, which must follow a CR:
+                # looking for CRLF instead would take a bare LF into the
+                # line when a CRLF came later in the same read, and the
+                # verdict would depend on where the reads were cut
+                lf = data.find(b"\n", pos)
+                if lf >= 0 and (lf == pos or data[lf - 1] != 13):
+                    raise HTTPError(400, "bare LF line ending")
+                eol = lf - 1
+                if lf < 0:
                     # what is pending is judged as the line it will be, so
                     # that a head cut anywhere is refused exactly when the
                     # whole one would be (a last '\r' may begin the CRLF)
