@@ -421,25 +421,28 @@ class ChunkedReader:
                 pos += 2
                 self.state = self.SIZE
             else:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    if data.find(b"\n", pos) >= 0:
-                        raise HTTPError(400, "bare LF line ending")
-                    # what is pending is judged as the line it will be, so
-                    # that a head cut anywhere is refused exactly when the
-                    # whole one would be (a last '\r' may begin the CRLF)
-                    pending = n - pos - (data[n - 1] == 13)
-                    if state == self.SIZE:
-                        if pending > _MAX_SIZE_LINE:
-                            raise HTTPError(400, "chunk size line too long")
-                    elif pending and self.trailer_bytes + pending + 2 > self.max_trailer:
-                        raise HTTPError(431, "trailer section too large")
+                # The line ends at its first LF, which must follow a CR
+                # (looking for CRLF instead would take a bare LF into the
+                # line when a CRLF came later in the same read).  Its length
+                # is judged first, as far as it has arrived (a last '\r' may
+                # begin the CRLF): a line cut anywhere is then refused
+                # exactly as the whole one would be.
+                lf = data.find(b"\n", pos)
+                end = n if lf < 0 else lf
+                pending = end - pos - (end > pos and data[end - 1] == 13)
+                if state == self.SIZE:
+                    if pending > _MAX_SIZE_LINE:
+                        raise HTTPError(400, "chunk size line too long")
+                elif pending and self.trailer_bytes + pending + 2 > self.max_trailer:
+                    raise HTTPError(431, "trailer section too large")
+                if lf < 0:
                     return pos
+                if lf == pos or data[lf - 1] != 13:
+                    raise HTTPError(400, "bare LF line ending")
+                eol = lf - 1
                 line = data[pos:eol]
                 pos = eol + 2
                 if state == self.SIZE:
-                    if len(line) > _MAX_SIZE_LINE:
-                        raise HTTPError(400, "chunk size line too long")
                     m = _CHUNK_SIZE.fullmatch(line)
                     if m is None:
                         raise HTTPError(400, "malformed chunk size")
