@@ -136,23 +136,26 @@ def netcore_servers(env: Env) -> list[Server]:
     interfaces = env.cli_choices("--interface")
     lifespan = ["--lifespan", "off"] if env.cli_has("--lifespan") else []
     kinds = [
-        # (interface, label, group, apps, extra CLI arguments)
-        ("native", "native", "native", ("raw",), []),
-        ("asgi", "ASGI", "asgi", ("raw", "fastapi"), lifespan),
-        ("wsgi", "WSGI", "wsgi", ("raw", "flask"), []),
-        ("wsgi", "WSGI, --threads 0", "wsgi", ("raw", "flask"), ["--threads", "0"]),
+        # (interface, key suffix, label, group, apps, extra CLI arguments)
+        ("native", "", "native", "native", ("raw",), []),
+        # two I/O threads on one queue: under the GIL they overlap system calls only
+        ("native", "-io2", "native, --io-threads 2", "native", ("raw",), ["--io-threads", "2"]),
+        # the Python path the C lane is measured against (on the first backend only)
+        ("native", "-python", "native, --no-c-fastpath", "native", ("raw",), ["--no-c-fastpath"]),
+        ("asgi", "", "ASGI", "asgi", ("raw", "fastapi"), lifespan),
+        ("wsgi", "", "WSGI", "wsgi", ("raw", "flask"), []),
+        ("wsgi", "-inline", "WSGI, --threads 0", "wsgi", ("raw", "flask"), ["--threads", "0"]),
     ]
-    if env.cli_has("--no-c-fastpath"):   # the Python path the C lane is measured against
-        kinds.insert(1, ("native", "native, --no-c-fastpath", "native", ("raw",),
-                         ["--no-c-fastpath"]))
     out = []
-    for interface, label, group, apps, extra in kinds:
+    for interface, suffix, label, group, apps, extra in kinds:
         missing = None
         if not env.netcore_help:
             missing = "`python -m netcore --help` failed: is netcore installed?"
         elif interface != "native" and interface not in interfaces:
             missing = f"`netcore --interface {interface}` does not exist yet"
-        for backend, cli_name in (backends or [("auto", "auto")])[:1 if "--no-c-fastpath" in extra else None]:
+        elif extra and not env.cli_has(extra[0]):
+            missing = f"`netcore {extra[0]}` does not exist yet"
+        for backend, cli_name in (backends or [("auto", "auto")])[:1 if suffix == "-python" else None]:
             def command(app: str, port: int, group=group, interface=interface, extra=extra,
                         cli_name=cli_name) -> list:
                 cmd = [PY, "-m", "netcore", APP_TARGETS[(group, app)], "--port", str(port),
@@ -161,8 +164,7 @@ def netcore_servers(env: Env) -> list[Server]:
                 if interface != "native" or "native" in interfaces:
                     cmd += ["--interface", interface]   # explicit, whatever `auto` would pick
                 return cmd + list(extra)
-            variant = {"--threads": "-inline", "--no-c-fastpath": "-python"}.get(extra[0] if extra else "", "")
-            key = f"netcore-{interface}{variant}-{backend}"
+            key = f"netcore-{interface}{suffix}-{backend}"
             out.append(Server(f"netcore {label} ({backend})", key, group, apps, command, missing,
                               netcore=True, settings="1 process" + (", handlers on the I/O thread"
                                                                      if interface == "native" else "")))
@@ -258,5 +260,6 @@ def reference_for(server: Server, rows: Sequence[Server]) -> Optional[Server]:
     it), else netcore native.  The reference row compares with itself."""
     def first(group: str) -> Optional[Server]:
         return next((r for r in rows if r.netcore and r.group == group and r.missing is None
-                     and "inline" not in r.key), None)
+                     and "inline" not in r.key and "-io2" not in r.key
+                     and "-python" not in r.key), None)
     return first(server.group) or (first("native") if server.group != "echo" else None)

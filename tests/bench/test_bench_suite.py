@@ -27,6 +27,9 @@ HELP_LATER = """usage: netcore [-h]
   --backend {auto,epoll,iocp,uring}
   --interface {auto,native,wsgi,asgi}
   --lifespan {auto,on,off}
+  --threads THREADS
+  --io-threads IO_THREADS
+  --c-fastpath, --no-c-fastpath
 """
 
 
@@ -38,7 +41,8 @@ def rows(help_text: str, backends=("epoll",)) -> tuple[dict, servers.Env]:
 def test_front_ends_missing_today_are_skipped_with_a_reason():
     reg, env = rows(HELP_TODAY)
     assert reg["netcore-native-epoll"].missing is None
-    for key in ("netcore-asgi-epoll", "netcore-wsgi-epoll", "netcore-wsgi-inline-epoll"):
+    for key in ("netcore-asgi-epoll", "netcore-wsgi-epoll", "netcore-wsgi-inline-epoll",
+                "netcore-native-io2-epoll"):
         assert "does not exist yet" in reg[key].missing
     assert any("io_uring" in n for n in env.notes)
 
@@ -53,6 +57,9 @@ def test_front_ends_and_uring_run_once_the_cli_has_them():
     assert asgi[asgi.index("--backend") + 1] == "uring"
     inline = reg["netcore-wsgi-inline-epoll"].command("flask", 9)
     assert inline[inline.index("--threads") + 1] == "0" and "benchmarks.apps.flask_app:app" in inline
+    assert reg["netcore-native-io2-epoll"].command("raw", 9)[-2:] == ["--io-threads", "2"]
+    assert reg["netcore-native-python-epoll"].command("raw", 9)[-1] == "--no-c-fastpath"
+    assert "netcore-native-python-uring" not in reg          # the Python path: one backend
     assert not any("io_uring" in n for n in env.notes)
     # the core may call it io_uring while the CLI says uring
     reg2, _ = rows(HELP_LATER, backends=("epoll", "io_uring"))
@@ -69,6 +76,8 @@ def test_reference_rows():
     assert ref("granian-asgi") == "netcore-asgi-epoll"
     assert ref("netcore-native-uring") == "netcore-native-epoll"     # uring is compared with epoll
     assert ref("netcore-wsgi-inline-epoll") == "netcore-wsgi-epoll"
+    assert ref("netcore-native-io2-epoll") == "netcore-native-epoll"
+    assert ref("netcore-native-python-epoll") == "netcore-native-epoll"
     assert ref("c-epoll") == "netcore-native-epoll"
     assert ref("uvloop-echo") == "netcore-iocore-epoll"
     today, _ = rows(HELP_TODAY)
