@@ -244,8 +244,9 @@ void nc_keymap_free(nc_keymap *m);
 /* environ of a C request from the server's base environ */
 PyObject *nc_wsgi_environ(PyObject *base, nc_keymap *keys, PyObject *root, PyObject *req,
                           PyObject *client, PyObject *empty_input);
-/* a fresh start_response for one call (a _Call look-alike) */
-PyObject *nc_start_response_new(PyObject *dispatcher, PyObject *conn);
+/* a fresh start_response for one call (a _Call look-alike); req: the
+ * request on a pool (write() sends for it), NULL inline */
+PyObject *nc_start_response_new(PyObject *dispatcher, PyObject *conn, PyObject *req);
 /* what it recorded (borrowed; NULL when not called) */
 void nc_start_response_state(PyObject *call, PyObject **status_text, PyObject **headers,
                              PyObject **written, PyObject **framer);

@@ -1,7 +1,8 @@
 /* The C lane: the per-request path of one server in C.
  *
- * A Lane belongs to one transport and its dispatcher (native, WSGI inline
- * or ASGI; frontends/clane.py makes it) and offers two entry points:
+ * A Lane belongs to one transport and its dispatcher (native, WSGI inline,
+ * WSGI on a pool, or ASGI; frontends/clane.py makes it) and offers these
+ * entry points:
  *
  * fast_rx(conn, data) -> bool
  *     The dispatcher fast-path contract (frontends/base.py): from the plain
@@ -25,6 +26,14 @@
  *     lower the count of sends in flight are counted here; every other
  *     completion goes to the transport's own Python handlers, in order.
  *
+ * answer_all(conn, requests, answers)   (WSGI on a pool)
+ *     Pooled, fast_rx answers nothing itself: it accepts the requests and
+ *     hands them to the pool as one batch (the dispatcher's lane_submit);
+ *     there answer_all builds each environ, calls the application and
+ *     renders a list result as above, and the dispatcher posts the
+ *     answers back to the I/O thread.  dispatch() leaves such reads to
+ *     Transport.handle_rx.
+ *
  * So the Python executed per request on this path is the application's.
  * What the lane does is tied to the Python reference by tests: the bytes
  * on the wire against the pure-Python path (tests/http/test_lane_diff.py)
@@ -33,7 +42,9 @@
  *
  * The connection state is read and written at the __slots__ offsets of the
  * exact classes given at setup (slots.c); an object of any other type goes
- * to the Python path.  A Lane is used by its transport's I/O thread only.
+ * to the Python path.  A Lane is used by its transport's I/O thread only,
+ * but for answer_all, which pool threads call with the GIL held (the
+ * pooled lane is made only where there is a GIL: frontends/clane.py).
  */
 #include "http.h"
 
@@ -70,6 +81,9 @@ typedef struct {
     /* WSGI */
     PyObject *base_env, *root_bytes, *empty_input;
     nc_keymap *keys;
+    /* WSGI on a pool: the I/O thread parses, the pool thread answers */
+    int pooled;
+    PyObject *lane_submit, *pool_outcome;
     /* ASGI */
     PyObject *server, *root_str, *lifespan;
     /* the transport's batch state, cached */
@@ -81,7 +95,7 @@ typedef struct {
     int busy;
     PyObject *declined;               /* the last read the lane declined (fast_rx skips it) */
     /* counters, for tests and the curious (stats()) */
-    unsigned long long n_reads, n_requests, n_sends, n_sent_done, n_quiet, n_python;
+    unsigned long long n_reads, n_requests, n_sends, n_sent_done, n_quiet, n_python, n_pooled;
 } Lane;
 
 static PyObject *s_now, *s_next_expiry, *s_stopping, *s_state;
@@ -315,7 +329,7 @@ static int answer_wsgi(Lane *L, PyObject *conn, PyObject *req, const nc_head *h,
     Py_DECREF(client);
     if (!env)
         return -1;
-    PyObject *sr = nc_start_response_new(L->dispatcher, conn);
+    PyObject *sr = nc_start_response_new(L->dispatcher, conn, NULL);
     if (!sr) {
         Py_DECREF(env);
         return -1;
@@ -359,6 +373,7 @@ typedef struct {
     Py_ssize_t pos;        /* where the lane stopped in the read */
     PyObject *parts;       /* a closing answer (the request after those): its parts */
     PyObject *keep;        /* ... and its keep-alive value (False or a Stream) */
+    PyObject *batch;       /* pooled: the C Requests for the pool, in order */
 } run_t;
 
 /* the b"\r\n\r\n" that ends the head starting at pos */
@@ -377,14 +392,15 @@ static const unsigned char *find_end(const unsigned char *d, Py_ssize_t pos, Py_
 }
 
 /* the complete, plain requests at the start of data: answered (native,
- * WSGI) or started (ASGI).  0, or -1 with an exception set. */
+ * WSGI inline), started (ASGI) or collected for the pool (WSGI pooled).
+ * 0, or -1 with an exception set. */
 static int run_requests(Lane *L, PyObject *conn, PyObject *proto, PyObject *data, Py_ssize_t seq,
                         run_t *r)
 {
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data), pos = 0;
     r->count = 0;
-    r->parts = r->keep = NULL;
+    r->parts = r->keep = r->batch = NULL;
     while (pos < n) {
         if (L->mode == LANE_ASGI && nc_get(proto, L->p_reading) != Py_True)
             break;   /* an answer closed the connection */
@@ -395,7 +411,7 @@ static int run_requests(Lane *L, PyObject *conn, PyObject *proto, PyObject *data
             break;   /* incomplete, a body, a closing request, malformed: Python's */
         int head_only = h.mlen == 4 && memcmp(d + h.m0, "HEAD", 4) == 0;
         int rc;
-        if (L->mode == LANE_ASGI) {
+        if (L->mode == LANE_ASGI || L->pooled) {
             PyObject *seqo = call(L->accept_inline, &proto, 1);
             if (!seqo)
                 return -1;
@@ -405,7 +421,13 @@ static int run_requests(Lane *L, PyObject *conn, PyObject *proto, PyObject *data
         PyObject *req = nc_request_new(data, &h, conn, seq);
         if (!req)
             return -1;
-        if (L->mode == LANE_NATIVE) {
+        if (L->pooled) {
+            if (!r->batch && !(r->batch = PyList_New(0))) {
+                Py_DECREF(req);
+                return -1;
+            }
+            rc = PyList_Append(r->batch, req) < 0 ? -1 : NC_RENDERED;
+        } else if (L->mode == LANE_NATIVE) {
             rc = answer_native(L, req, &h, head_only, &r->parts, &r->keep);
         } else if (L->mode == LANE_WSGI) {
             rc = answer_wsgi(L, conn, req, &h, head_only, &r->parts, &r->keep);
@@ -443,15 +465,23 @@ static void run_clear(run_t *r)
 {
     Py_CLEAR(r->parts);
     Py_CLEAR(r->keep);
+    Py_CLEAR(r->batch);
 }
 
 /* Tell the protocol what the read did, through its API, and hand over the
  * rest: the closing answer (lane_finish) or the rest of the read
- * (lane_rest).  The answers so far go to proto.out. */
+ * (lane_rest).  The answers so far go to proto.out; pooled, the batch goes
+ * to the pool first (lane_submit), ahead of any request the rest holds. */
 static int commit(Lane *L, PyObject *conn, PyObject *proto, PyObject *data, run_t *r)
 {
     PyObject *res = NULL;
-    if (L->mode != LANE_ASGI) {   /* (ASGI cycles were accepted one by one) */
+    if (r->batch) {
+        PyObject *args[2] = {conn, r->batch};
+        res = call(L->lane_submit, args, 2);
+        if (!res)
+            return -1;
+        Py_DECREF(res);
+    } else if (L->mode != LANE_ASGI) {   /* (ASGI cycles were accepted one by one) */
         PyObject *out = nc_out_take(&L->out, 1);
         if (!out)
             return -1;
@@ -535,13 +565,132 @@ static PyObject *lane_fast_rx(PyObject *self, PyObject *const *args, Py_ssize_t 
     return Py_NewRef(taken ? Py_True : Py_False);
 }
 
+/* ------------------------------------------------------------ pool */
+
+/* transport.stopping, read now: a pool thread runs while it may change */
+static int stopping_now(Lane *L)
+{
+    PyObject *st = PyObject_GetAttr(L->transport, s_stopping);
+    if (!st)
+        return -1;
+    int rc = PyObject_IsTrue(st);
+    Py_DECREF(st);
+    return rc;
+}
+
+/* One request of a pooled batch, on the pool thread: (req, bytes, True)
+ * for a plain keep-alive answer rendered here, else (req, parts, keep)
+ * from the dispatcher's pool_outcome (WSGIDispatcher._outcome: the
+ * Python rendering, or the answer to the application's exception).  Only
+ * the application call may release the GIL; the lane state used across it
+ * is read-only (the render context) or the caller's own (the output). */
+static PyObject *answer_pooled(Lane *L, PyObject *conn, PyObject *req)
+{
+    const nc_head *h;
+    const unsigned char *d = nc_request_head(req, &h);
+    int head_only = h->mlen == 4 && memcmp(d + h->m0, "HEAD", 4) == 0;
+    PyObject *client = client_of(L, conn);
+    if (!client)
+        return NULL;
+    PyObject *env = nc_wsgi_environ(L->base_env, L->keys, L->root_bytes, req, client,
+                                    L->empty_input);
+    Py_DECREF(client);
+    if (!env)
+        return NULL;
+    PyObject *sr = nc_start_response_new(L->dispatcher, conn, req);
+    if (!sr) {
+        Py_DECREF(env);
+        return NULL;
+    }
+    PyObject *args[5] = {env, sr};
+    PyObject *result = call(L->app, args, 2);
+    Py_DECREF(env);
+    L->n_pooled++;
+    PyObject *exc = NULL, *parts = NULL, *keep = NULL, *entry = NULL;
+    int stop = result ? stopping_now(L) : 0;
+    if (stop < 0)
+        goto done;
+    if (result && !stop) {
+        PyObject *st, *hd, *wr, *fr;
+        nc_start_response_state(sr, &st, &hd, &wr, &fr);
+        if (!fr) {
+            nc_out o;
+            nc_out_init(&o);
+            int rc = nc_render_wsgi(&L->rc, &o, st, hd, wr, result, head_only, h->http11);
+            if (rc == NC_RENDERED && (parts = nc_out_take(&o, 0)))
+                keep = Py_NewRef(Py_True);
+            nc_out_free(&o);
+            if (rc < 0 || (rc == NC_RENDERED && !parts))
+                goto done;
+        }
+    }
+    if (!parts && !result) {
+        if (!nc_exception_pending_is_ordinary())
+            goto done;   /* KeyboardInterrupt and friends go on propagating */
+        exc = nc_fetch_exception();
+        if (!exc)
+            goto done;
+    }
+    if (!parts) {
+        if (!(parts = PyList_New(0)))
+            goto done;
+        PyObject *a[5] = {req, sr, result ? result : Py_None, parts, exc ? exc : Py_None};
+        keep = call(L->pool_outcome, a, 5);
+        if (!keep)
+            goto done;
+    }
+    entry = PyTuple_Pack(3, req, parts, keep);
+done:
+    Py_XDECREF(parts);
+    Py_XDECREF(keep);
+    Py_XDECREF(exc);
+    Py_XDECREF(result);
+    Py_DECREF(sr);
+    return entry;
+}
+
+static PyObject *lane_answer_all(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Lane *L = (Lane *)self;
+    if (!L->pooled) {
+        PyErr_SetString(PyExc_RuntimeError, "answer_all: the lane is not a pooled WSGI lane");
+        return NULL;
+    }
+    if (nargs != 3 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "answer_all(conn, requests: list, answers: list)");
+        return NULL;
+    }
+    PyObject *conn = args[0], *reqs = args[1], *answers = args[2];
+    Py_INCREF(reqs);
+    PyObject *res = Py_None;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(reqs); i++) {
+        PyObject *req = PyList_GET_ITEM(reqs, i);
+        if (Py_TYPE(req) != nc_Request_Type) {
+            PyErr_SetString(PyExc_TypeError, "answer_all: the lane's own requests only");
+            res = NULL;
+            break;
+        }
+        Py_INCREF(req);
+        PyObject *entry = answer_pooled(L, conn, req);
+        Py_DECREF(req);
+        int rc = entry ? PyList_Append(answers, entry) : -1;
+        Py_XDECREF(entry);
+        if (rc < 0) {
+            res = NULL;
+            break;
+        }
+    }
+    Py_DECREF(reqs);
+    return Py_XNewRef(res);
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 /* A RECV Transport.handle_rx would give the fast path and whose plain
  * case the lane finishes itself: 1 handled, 0 Python's, -1 error. */
 static int lane_rx(Lane *L, PyObject *conn, PyObject *status, PyObject *data)
 {
-    if (L->mode == LANE_ASGI || !is_zero(status) || !PyBytes_CheckExact(data) ||
+    if (L->mode == LANE_ASGI || L->pooled || !is_zero(status) || !PyBytes_CheckExact(data) ||
         Py_TYPE(conn) != L->conn_type)
         return 0;
     if (nc_get(conn, L->c_closed) != Py_False || nc_get(conn, L->c_lingering) != Py_False ||
@@ -914,6 +1063,13 @@ static int lane_init(PyObject *self, PyObject *args, PyObject *kw)
             PyErr_SetString(PyExc_TypeError, "Lane: base_environ dict, root bytes");
             return -1;
         }
+        PyObject *pooled = PyDict_GetItemString(parts, "pooled");
+        L->pooled = pooled ? PyObject_IsTrue(pooled) : 0;
+        if (L->pooled < 0)
+            return -1;
+        if (L->pooled && (!(L->lane_submit = need(parts, "lane_submit")) ||
+                          !(L->pool_outcome = need(parts, "pool_outcome"))))
+            return -1;
     } else if (mode == LANE_ASGI) {
         if (!(L->server = need(parts, "server")) || !(L->root_str = need(parts, "root")) ||
             !(L->lifespan = need(parts, "lifespan")) || !(L->lane_cycle = need(parts, "lane_cycle")))
@@ -935,7 +1091,8 @@ static int lane_traverse(PyObject *self, visitproc visit, void *arg)
                         L->answered_inline, L->accept_inline, L->render, L->lane_failed,
                         L->lane_finish, L->lane_rest, L->lane_cycle, L->wsgi_render, L->client_of,
                         L->base_env, L->root_bytes, L->empty_input, L->server, L->root_str,
-                        L->lifespan, L->rc.heads, (PyObject *)L->conn_type,
+                        L->lifespan, L->lane_submit, L->pool_outcome, L->rc.heads,
+                        (PyObject *)L->conn_type,
                         (PyObject *)L->proto_type, (PyObject *)L->state_type,
                         (PyObject *)L->rc.response_type, L->declined, L->out.parts};
     for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
@@ -951,7 +1108,8 @@ static int lane_clear(PyObject *self)
                          &L->after_rx, &L->answered_inline, &L->accept_inline, &L->render,
                          &L->lane_failed, &L->lane_finish, &L->lane_rest, &L->lane_cycle,
                          &L->wsgi_render, &L->client_of, &L->base_env, &L->root_bytes,
-                         &L->empty_input, &L->server, &L->root_str, &L->lifespan, &L->rc.heads,
+                         &L->empty_input, &L->server, &L->root_str, &L->lifespan,
+                         &L->lane_submit, &L->pool_outcome, &L->rc.heads,
                          (PyObject **)&L->conn_type, (PyObject **)&L->proto_type,
                          (PyObject **)&L->state_type, (PyObject **)&L->rc.response_type,
                          &L->declined};
@@ -974,9 +1132,10 @@ static void lane_dealloc(PyObject *self)
 static PyObject *lane_stats(PyObject *self, PyObject *unused)
 {
     Lane *L = (Lane *)self;
-    return Py_BuildValue("{sKsKsKsKsKsK}", "reads", L->n_reads, "requests", L->n_requests,
+    return Py_BuildValue("{sKsKsKsKsKsKsK}", "reads", L->n_reads, "requests", L->n_requests,
                          "sends", L->n_sends, "sends_done", L->n_sent_done,
-                         "sends_quiet", L->n_quiet, "python", L->n_python);
+                         "sends_quiet", L->n_quiet, "python", L->n_python,
+                         "pooled", L->n_pooled);
 }
 
 static PyMethodDef lane_methods[] = {
@@ -984,11 +1143,15 @@ static PyMethodDef lane_methods[] = {
      "stats() -> {reads: answered and sent by the lane alone, requests: answered or started "
      "by the lane, sends: its q.send calls, sends_done: send completions it counted "
      "(sends_quiet of them: out within the call, quiet=True, no completion at all), "
-     "python: completions it handed to the transport's Python handlers}"},
+     "python: completions it handed to the transport's Python handlers, "
+     "pooled: requests answer_all ran on a pool thread}"},
     {"fast_rx", (PyCFunction)(void (*)(void))lane_fast_rx, METH_FASTCALL,
      "fast_rx(conn, data) -> bool: the dispatcher fast path (frontends/base.py)"},
     {"dispatch", lane_dispatch, METH_O,
      "dispatch(events): Transport.dispatch, with the plain reads and sends done here"},
+    {"answer_all", (PyCFunction)(void (*)(void))lane_answer_all, METH_FASTCALL,
+     "answer_all(conn, requests, answers): on a pool thread, run a pooled batch's "
+     "applications in order, appending (request, parts, keep) for each to answers"},
     {NULL},
 };
 

@@ -99,9 +99,13 @@ static PyObject *field_key(nc_keymap *m, const unsigned char *name, Py_ssize_t n
             PyObject *key = make_key(lo, n);
             if (!key)
                 return NULL;
-            memcpy(e->name, lo, (size_t)n);
-            e->len = n;
-            e->key = Py_NewRef(key);
+            /* making it may have run Python code (a collection), and on a
+             * pool another thread may have filled the entry meanwhile */
+            if (e->len == 0) {
+                memcpy(e->name, lo, (size_t)n);
+                e->len = n;
+                e->key = Py_NewRef(key);
+            }
             return key;
         }
     }
@@ -111,7 +115,7 @@ static PyObject *field_key(nc_keymap *m, const unsigned char *name, Py_ssize_t n
 /* ------------------------------------------------------------ environ */
 
 static PyObject *s_method, *s_path_info, *s_query, *s_protocol, *s_input, *s_addr, *s_port,
-    *s_http11, *s_http10, *s_cookie, *s_comma, *s_semicolon;
+    *s_http11, *s_http10, *s_cookie, *s_comma, *s_semicolon, *s_write;
 
 /* WSGIDispatcher._path_info: percent-decoded bytes as latin-1 text, the
  * root path taken off when the client's path has it */
@@ -246,7 +250,7 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *args, size_t nar
     }
     Py_XSETREF(c->status_text, Py_NewRef(args[0]));
     Py_XSETREF(c->headers, Py_NewRef(args[1]));
-    return PyObject_GetAttrString(self, "write");
+    return PyObject_GetAttr(self, s_write);
 }
 
 static PyObject *sr_write(PyObject *self, PyObject *data)
@@ -369,7 +373,7 @@ PyTypeObject nc_StartResponse_Type = {
     .tp_getset = sr_getset,
 };
 
-PyObject *nc_start_response_new(PyObject *dispatcher, PyObject *conn)
+PyObject *nc_start_response_new(PyObject *dispatcher, PyObject *conn, PyObject *req)
 {
     StartResponse *c = PyObject_GC_New(StartResponse, &nc_StartResponse_Type);
     if (!c)
@@ -377,7 +381,7 @@ PyObject *nc_start_response_new(PyObject *dispatcher, PyObject *conn)
     c->vectorcall = sr_vectorcall;
     c->dispatcher = Py_NewRef(dispatcher);
     c->conn = Py_NewRef(conn);
-    c->req = NULL;
+    c->req = Py_XNewRef(req);
     c->status_text = c->headers = c->line = c->framer = c->written = NULL;
     c->status = 0;
     c->pending = 0;
@@ -426,7 +430,7 @@ int nc_wsgi_init(PyObject *module)
         {&s_method, "REQUEST_METHOD"}, {&s_path_info, "PATH_INFO"}, {&s_query, "QUERY_STRING"},
         {&s_protocol, "SERVER_PROTOCOL"}, {&s_input, "wsgi.input"}, {&s_addr, "REMOTE_ADDR"},
         {&s_port, "REMOTE_PORT"}, {&s_http11, "HTTP/1.1"}, {&s_http10, "HTTP/1.0"},
-        {&s_cookie, "HTTP_COOKIE"}, {&s_comma, ","}, {&s_semicolon, "; "},
+        {&s_cookie, "HTTP_COOKIE"}, {&s_comma, ","}, {&s_semicolon, "; "}, {&s_write, "write"},
     };
     if (nc_intern_all(names, sizeof names / sizeof names[0]) < 0 ||
         PyType_Ready(&nc_StartResponse_Type) < 0)

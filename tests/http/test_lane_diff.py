@@ -81,12 +81,15 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", params=("native", "wsgi", "asgi"))
+@pytest.fixture(scope="module", params=("native", "wsgi", "asgi", "wsgi-pool"))
 def servers(request):
-    interface = request.param
+    # wsgi-pool: the pooled lane (parsed on the I/O thread, answered on the
+    # pool) against the pool's general path
+    interface, _, pool = request.param.partition("-")
     running = {}
     for name, options in VARIANTS.items():
-        opts = dict(port=0, interface=interface, threads=0, log_level="critical", **options)
+        opts = dict(port=0, interface=interface, threads=2 if pool else 0, log_level="critical",
+                    **options)
         if interface == "asgi":
             opts["lifespan"] = "off"
         server = Server(adapt(echo, interface), **opts)
@@ -140,8 +143,12 @@ def test_the_lane_answers_plain_pipelines(servers):
     exchange(servers["lane"].sockname, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", [])  # (started)
     lane = servers["lane"].dispatcher.lane
     assert servers["python"].dispatcher.lane is None and servers["general"].dispatcher.lane is None
-    before = lane.stats()["requests"]
+    before = lane.stats()
     got = {name: responses(exchange(srv.sockname, data, [])) for name, srv in servers.items()}
     assert len(got["lane"]) == 6
     assert got["lane"] == got["python"] == got["general"]
-    assert lane.stats()["requests"] - before == 6
+    after = lane.stats()
+    assert after["requests"] - before["requests"] == 6
+    # on a pool the same six are answered there, by the lane's answer_all
+    pooled = getattr(servers["lane"].dispatcher, "pool", None) is not None
+    assert after["pooled"] - before["pooled"] == (6 if pooled else 0)

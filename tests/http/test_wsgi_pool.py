@@ -59,3 +59,45 @@ def test_pipelined_requests_on_the_pool_keep_their_order(serve_app):
         rest = bytearray(left)
         bodies.append(body)
     assert bodies == [b"0.2", b"0", b"0.1"]
+
+
+def test_pooled_lane_batch_mixes_plain_written_and_streamed_answers(serve_app):
+    # One read of plain GETs goes to the pool as one batch (the C lane's
+    # pooled path where it is built).  Among them: write() past a window
+    # (the batch so far must go out before that call waits for its client),
+    # a generator (a Stream) and an application error, in order.
+    big = b"w" * (256 * 1024)
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/write":
+            write = start_response("200 OK", [("Content-Length", str(len(big)))])
+            write(big[:100_000])
+            write(big[100_000:])
+            return []
+        if path == "/gen":
+            start_response("200 OK", [])
+            return (b"g%d" % i for i in range(3))
+        if path == "/boom":
+            raise RuntimeError("boom")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [path.encode()]
+
+    srv = serve_app(app, interface="wsgi", threads=2)
+    lane = srv.server.dispatcher.lane
+    before = lane.stats()["pooled"] if lane is not None else 0
+    paths = ["/a", "/write", "/b", "/gen", "/c"]
+    s = srv.connect()
+    s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p in paths)
+              + b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+    rest = bytearray()
+    got = []
+    for _ in range(len(paths) + 1):
+        resp, body, left = read_response(s, rest)
+        rest = bytearray(left)
+        got.append((resp.status_code, body))
+    assert got == [(200, b"/a"), (200, big), (200, b"/b"), (200, b"g0g1g2"), (200, b"/c"),
+                   (500, got[-1][1])]
+    assert b"Internal Server Error" in got[-1][1]
+    if lane is not None:
+        assert lane.stats()["pooled"] - before == len(paths) + 1

@@ -207,20 +207,28 @@ class BlockingDispatcher(Dispatcher):
         conn.want_drain = True
 
     # ------------------------------------------------------------ pool
-    def _run_threaded(self, conn: Any, reqs: list) -> None:
+    def _run_threaded(self, conn: Any, reqs: list, lane: bool = False) -> None:
         """On a pool thread: the applications of one read, in order; their
-        answers go back together (see flush_batch)."""
+        answers go back together (see flush_batch).  ``lane``: the C lane's
+        requests, which it answers itself (lane.c, answer_all)."""
         local = self._local
         answers: list = []
         local.answers = answers
         try:
-            for req in reqs:
-                parts: list = []
-                answers.append((req, parts, self.call(conn, req, parts)))
+            if lane:
+                self.lane.answer_all(conn, reqs, answers)
+            else:
+                for req in reqs:
+                    parts: list = []
+                    answers.append((req, parts, self.call(conn, req, parts)))
         finally:
             local.answers = None
         if answers:
             self.transport.post_to(conn, self._threaded_done, (conn, answers))
+
+    def lane_submit(self, conn: Any, reqs: list) -> None:
+        """The pooled C lane's batch: the requests of one read, to the pool."""
+        self.pool.submit(self._run_threaded, conn, reqs, True)
 
     def flush_batch(self, conn: Any) -> None:
         """On a pool thread, before a call waits for its own output to
@@ -233,8 +241,20 @@ class BlockingDispatcher(Dispatcher):
 
     def _threaded_done(self, value: tuple) -> None:
         conn, answers = value
+        run: Optional[list] = None   # consecutive plain answers, queued in one step
+        first = 0
         for req, parts, keep in answers:
+            if type(parts) is bytes:     # the C lane's plain keep-alive answer
+                if run is None:
+                    first, run = req.seq, []
+                run.append(parts)
+                continue
+            if run is not None:
+                conn.write_answers(first, run)
+                run = None
             self.deliver(conn, req.seq, parts, keep)
+        if run is not None:
+            conn.write_answers(first, run)
 
     # ------------------------------------------------------------ streams
     def wait_drained(self, conn: Any, seq: int, callback: Any) -> None:

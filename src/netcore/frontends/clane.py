@@ -18,6 +18,7 @@ the pure-Python path.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional
 
 from .. import iocore
@@ -38,10 +39,14 @@ NATIVE, WSGI, ASGI = (_http.LANE_NATIVE, _http.LANE_WSGI, _http.LANE_ASGI) if _h
 _ready = False
 
 
-def available(config: Any) -> bool:
+def available(config: Any, pooled: bool = False) -> bool:
     """The lane serves one I/O thread: its scratch state (output buffer,
     cached clocks, the read it declined) is per lane, so with --io-threads
-    above 1 every completion takes the Python path."""
+    above 1 every completion takes the Python path.  ``pooled`` (WSGI on a
+    pool): pool threads call the lane too, which only the GIL makes safe,
+    so a free-threaded build keeps the Python path there."""
+    if pooled and not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return False
     return _http is not None and config.c_fastpath and config.io_threads == 1
 
 

@@ -345,12 +345,17 @@ class WSGIDispatcher(BlockingDispatcher):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
-        if not self.threads and not self.timing:
-            if clane.available(self.config):
-                clane.install(self, transport, clane.WSGI, base_environ=self.base, root=self.root,
-                              empty_input=EMPTY_INPUT, wsgi_render=self._render)
-            else:
-                self.fast_rx = self.fast_path
+        if self.timing:
+            return
+        pooled = self.pool is not None
+        if clane.available(self.config, pooled):
+            # on a pool the lane parses on the I/O thread and answers on the
+            # pool thread (lane.c, answer_all)
+            clane.install(self, transport, clane.WSGI, base_environ=self.base, root=self.root,
+                          empty_input=EMPTY_INPUT, wsgi_render=self._render, pooled=pooled,
+                          lane_submit=self.lane_submit, pool_outcome=self._outcome)
+        elif not pooled:
+            self.fast_rx = self.fast_path
 
     # ------------------------------------------------------------ environ
     def environ(self, conn: Any, req: Request, wsgi_input: Any) -> dict:
@@ -520,24 +525,41 @@ class WSGIDispatcher(BlockingDispatcher):
         """Run the application; its answer (what write() has not already
         sent) goes onto ``parts``.  Returns keep-alive or a Stream."""
         call = _Call(self, conn, req)
-        result = None
         try:
             env = self.environ(conn, req, wsgi_input)
             result = self.app(env, call.start_response)
-            keep = self._render(req.method == "HEAD", req.http_version == "1.1",
-                                req.keep_alive and not self.transport.stopping, call, result, parts)
         except Exception as exc:
-            _close(result)
-            del parts[:]
-            if call.framer is not None:
-                # part of the answer is out: it ends here, cut short, and
-                # the connection closes (deliver() with keep-alive False)
-                if not isinstance(exc, ClientDisconnected):
-                    error_log.exception("application failed midway for %s %s; closing the connection",
-                                        req.method, req.target.decode("latin-1"))
-                return False
-            keep = self.failed(req, parts)
-            call.status = 500
+            return self._outcome(req, call, None, parts, exc)
+        return self._outcome(req, call, result, parts)
+
+    def _outcome(self, req: Request, call: Any, result: Any, parts: list,
+                 exc: Optional[BaseException] = None) -> Any:
+        """The answer to an application call: its ``result`` rendered onto
+        ``parts``, or, when it raised ``exc`` (or rendering does), a 500.
+        (The pooled C lane calls this for all it does not render itself.)"""
+        if exc is None:
+            try:
+                keep = self._render(req.method == "HEAD", req.http_version == "1.1",
+                                    req.keep_alive and not self.transport.stopping, call, result,
+                                    parts)
+            except Exception as e:
+                exc = e
+            else:
+                return self._finish(req, call, keep, parts)
+        _close(result)
+        del parts[:]
+        if call.framer is not None:
+            # part of the answer is out: it ends here, cut short, and
+            # the connection closes (deliver() with keep-alive False)
+            if not isinstance(exc, ClientDisconnected):
+                error_log.error("application failed midway for %s %s; closing the connection",
+                                req.method, req.target.decode("latin-1"), exc_info=exc)
+            return False
+        keep = self.failed(req, parts, exc)
+        call.status = 500
+        return self._finish(req, call, keep, parts)
+
+    def _finish(self, req: Request, call: Any, keep: Any, parts: list) -> Any:
         if self.timing:
             self._log(req, call, parts)
         return keep

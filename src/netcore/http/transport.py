@@ -174,14 +174,25 @@ class Connection:
             self.dirty = True
             self.transport.dirty.append(self)
 
+    def write_answers(self, seq: int, answers: list) -> None:
+        """Queue complete keep-alive answers to ``seq`` and the requests
+        after it, one bytes object each (see Protocol.write_answers)."""
+        if self.closed:
+            return
+        self.proto.write_answers(seq, answers)
+        self._queued()
+
+    def _queued(self) -> None:
+        if not self.dirty:
+            self.dirty = True
+            self.transport.dirty.append(self)
+
     def fail(self, seq: int, status: int, reason: str) -> None:
         """Answer ``seq`` with an error status and close after it."""
         if self.closed:
             return
         self.proto.fail_response(seq, status, reason)
-        if not self.dirty:
-            self.dirty = True
-            self.transport.dirty.append(self)
+        self._queued()
 
     def pause_reading(self) -> None:
         if not self.app_paused:
@@ -238,6 +249,9 @@ class ThreadedConnection(Connection):
         if self.closed:
             return
         self.proto.fail_response(seq, status, reason)
+        self._queued()
+
+    def _queued(self) -> None:
         if not self.dirty:
             self.dirty = True
             self.transport._local.dirty.append(self)
