@@ -33,24 +33,30 @@ def serve_netcore(host, port, backend):
     # The connection Handle is its own tag: no per-connection Python state.
     q.accept(lst, None)
     ready(lst.sockname[1])
-    ACCEPT, RECV = iocore.ACCEPT, iocore.RECV
+    ACCEPT, RECV, RECV_MORE = iocore.ACCEPT, iocore.RECV, iocore.RECV_MORE
     wait, recv, send, close, accept = q.wait, q.recv, q.send, q.close, q.accept
+    # What an asyncio Protocol gets from its loop, asked of the core: a recv
+    # that stays armed (multishot: RECV_MORE per read) and sends that report
+    # no completion when they go out at once (quiet), as a transport's
+    # write() reports none.
     while True:
         for op, conn, status, value in wait():
-            if op == RECV:
+            if op == RECV_MORE:
+                send(conn, conn, value, quiet=True)
+            elif op == RECV:
                 if value:
-                    # Send first, then re-arm the recv: sends on a handle
-                    # go out in order, so echoes stay ordered.
-                    send(conn, conn, value)
-                    recv(conn, conn)
+                    # the multishot recv ended with these bytes: echo them,
+                    # then arm it again (sends on a handle go out in order)
+                    send(conn, conn, value, quiet=True)
+                    recv(conn, conn, multishot=True)
                 else:  # b"" (peer closed) or None (error)
                     close(conn)
             elif op == ACCEPT:
                 accept(lst, None)
                 if status == 0:
-                    recv(value, value)
-            # SEND completions need nothing: a failed send also shows up
-            # as an error or EOF on the pending recv.
+                    recv(value, value, multishot=True)
+            # SEND completions (a send that had to wait) need nothing: a
+            # failed send also shows up as an error or EOF on the recv.
 
 
 def _protocol_class():
