@@ -195,3 +195,28 @@ def test_render_wsgi_takes_the_plain_results():
     c = _http.render_wsgi("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")],
                           None, [b"Hello, World!"], False, True, HEADS)
     assert c is not None and c.endswith(b"\r\n\r\nHello, World!")
+
+
+def test_the_pooled_lane_needs_the_gil(monkeypatch):
+    # pool threads call the pooled lane: without a GIL it stays off
+    config = Config()
+    assert clane.available(config, pooled=True)
+    monkeypatch.setattr(clane.sys, "_is_gil_enabled", lambda: False, raising=False)
+    assert not clane.available(config, pooled=True)
+    assert clane.available(config)    # the I/O thread's own lane is per thread anyway
+
+
+def test_answer_all_refuses_a_lane_that_is_not_pooled(serve_app):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"up"]
+
+    srv = serve_app(app, interface="wsgi", threads=0)
+    s = srv.connect()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(1000).endswith(b"up")     # serving: the lane is installed
+    s.close()
+    lane = srv.server.dispatcher.lane
+    assert lane is not None
+    with pytest.raises(RuntimeError, match="not a pooled"):
+        lane.answer_all(None, [], [])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 import time
 
-from conftest import read_response
+from conftest import read_response, recv_until_closed
 
 
 def test_slow_stream_does_not_starve_the_pool(serve_app):
@@ -84,10 +85,12 @@ def test_pooled_lane_batch_mixes_plain_written_and_streamed_answers(serve_app):
         return [path.encode()]
 
     srv = serve_app(app, interface="wsgi", threads=2)
+    s = srv.connect()
+    s.sendall(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert read_response(s)[1] == b"/up"      # serving: the lane (if any) is installed
     lane = srv.server.dispatcher.lane
     before = lane.stats()["pooled"] if lane is not None else 0
     paths = ["/a", "/write", "/b", "/gen", "/c"]
-    s = srv.connect()
     s.sendall(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p in paths)
               + b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
     rest = bytearray()
@@ -101,3 +104,29 @@ def test_pooled_lane_batch_mixes_plain_written_and_streamed_answers(serve_app):
     assert b"Internal Server Error" in got[-1][1]
     if lane is not None:
         assert lane.stats()["pooled"] - before == len(paths) + 1
+
+
+def test_pooled_request_running_at_a_graceful_stop_is_answered_closing(serve_app):
+    # The pooled lane decides keep-alive when the application returns, as
+    # the general path does: a stop that began meanwhile closes after it.
+    started, release = threading.Event(), threading.Event()
+
+    def app(environ, start_response):
+        started.set()
+        release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    srv = serve_app(app, interface="wsgi", threads=2)
+    s = srv.connect()
+    s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert started.wait(5)
+    srv.server.stop()
+    deadline = time.monotonic() + 5
+    while not srv.server.stopping and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert srv.server.stopping
+    release.set()
+    data = recv_until_closed(s, 5)
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"done")
+    assert b"connection: close" in data.lower()
