@@ -824,6 +824,61 @@ def test_an_accept_in_another_threads_batch_leaves_the_listener_free(q):
         p.close()
 
 
+def test_accepts_armed_while_the_listener_closes_each_complete_once(backend):
+    # Waiter threads accept while another thread arms more accepts and
+    # closes the listener: every accept the core took completes exactly
+    # once (with a connection, or CANCELLED), also the one a waiter was
+    # performing when the close came.  (A lost one left a server waiting
+    # forever for its accepts at a graceful stop.)
+    for _ in range(60):
+        q = iocore.Queue(backend)
+        lst = q.listen("127.0.0.1", 0)
+        lock = threading.Lock()
+        armed, completed = [], []
+        stop = threading.Event()
+
+        def waiter():
+            while not stop.is_set():
+                for op, tag, status, value in q.wait(0.05):
+                    if op == iocore.ACCEPT:
+                        with lock:
+                            completed.append(tag)
+                        if status == 0:
+                            q.close(value)
+
+        def arm(n):
+            for i in range(n):
+                with lock:
+                    try:
+                        q.accept(lst, len(armed))
+                    except ValueError:    # closed: refused, so never to complete
+                        return
+                    armed.append(len(armed))
+
+        threads = [threading.Thread(target=waiter) for _ in range(3)]
+        for t in threads:
+            t.start()
+        arm(2)
+        peers = [socket.create_connection(lst.sockname) for _ in range(2)]
+        more = threading.Thread(target=arm, args=(20,))
+        more.start()
+        q.close(lst)
+        more.join(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with lock:
+                if len(completed) >= len(armed):
+                    break
+            time.sleep(0.01)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        for p in peers:
+            p.close()
+        q.close_queue()
+        assert sorted(completed) == sorted(armed)
+
+
 def _run_clients(addr, n_conns, rounds, size):
     """Plain blocking sockets in a few threads; each checks its echoes."""
     failures = []

@@ -415,7 +415,10 @@ static void commit_accept(nc_queue *q, task *k)
     for (int i = 0; i < k->nconn; i++) {
         nc_handle *c = k->conn[i];
         int ok = i < k->accepted && c->readable;
-        if (ok && !lst->closed && lst->rxq.head) {
+        /* (also the accept a close of the listener found under way, which
+         * close left to this thread: the connection it took is handed
+         * over, as a recv's bytes are) */
+        if (ok && lst->rxq.head) {
             nc_op *op = nc_opq_pop(&lst->rxq);
             op->result = c->id;
             nc_complete(q, op, 0);
@@ -426,7 +429,12 @@ static void commit_accept(nc_queue *q, task *k)
         }
     }
     int err = k->err;
-    if (err == EAGAIN) {
+    if (lst->closed) {
+        /* That accept, if it took no connection: cancelled now, once. */
+        nc_op *op;
+        while ((op = nc_opq_pop(&lst->rxq)))
+            nc_complete(q, op, NC_CANCELLED);
+    } else if (err == EAGAIN) {
         if (lst->rx_seq == lst->rx_mark) {
             lst->readable = 0;
             arm(q, lst, NC_POLL_IN);
@@ -437,7 +445,7 @@ static void commit_accept(nc_queue *q, task *k)
     } else if (err && !lst->closed && lst->rxq.head) {
         nc_complete(q, nc_opq_pop(&lst->rxq), -err);
     }
-    if (k->nconn < (int)k->want && k->accepted == k->nconn && !err) {
+    if (k->nconn < (int)k->want && k->accepted == k->nconn && !err && !lst->closed) {
         lst->readable = 0; /* out of memory for handles: as for EMFILE */
         nc_starve(q, lst);
     }
