@@ -467,20 +467,25 @@ class Transport:
                     self.accepts_pending += 1
 
     def on_accept(self, tag: Any, status: int, handle: Any) -> None:
-        with self._lock:
-            self.accepts_pending -= 1
         if status == 0:
             # (also while stopping: it was accepted before the listener
             # closed, from a backlog other workers may share, and its client
             # waits for an answer; it gets one, with a close)
             conn = self.connection_class(self, handle)
             self.set_deadline(conn, self._ka_timeout)
+            # One step: with several I/O threads, another's _arm_accepts
+            # between the two would see the accept neither pending nor a
+            # connection, and arm one above limit_concurrency.
             with self._lock:
+                self.accepts_pending -= 1
                 self.conns.add(conn)
             self._q_recv(handle, conn)
             conn.rx_armed = True
-        elif status != CANCELLED:
-            error_log.warning("accept failed: %s", iocore.status_name(status))
+        else:
+            with self._lock:
+                self.accepts_pending -= 1
+            if status != CANCELLED:
+                error_log.warning("accept failed: %s", iocore.status_name(status))
         self._arm_accepts()
 
     # ------------------------------------------------------------ receive
