@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import REPO, run_cli, stderr_lines, wait_for_port_in_log
-from netcore.http import Server
+from netcore.http import Config, Server
 
 APP_DIR = os.path.join(REPO, "tests", "http", "apps")
 
@@ -90,4 +90,41 @@ def test_workers_are_recycled_and_no_request_is_lost(listeners):
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
+        try:
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:   # (a hung supervisor must not outlive the test)
+                proc.kill()   # (its workers notice their parent is gone)
+                proc.wait()
+
+
+
+class _SignalOnRecord(dict):
+    """The supervisor's children, with a stop signal's handler running right
+    after a worker is recorded."""
+    def __setitem__(self, pid, worker):
+        super().__setitem__(pid, worker)
+        self.handler(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize("signal_at", ["inside-start", "at-record"])
+def test_a_stop_signal_while_a_replacement_worker_starts_still_stops_it(signal_at, monkeypatch):
+    # A stop signal blocked across fork() runs its handler at the unblock,
+    # inside _fork, before the supervisor has recorded the new worker: that
+    # worker must still get its stop, and exactly one (a second means "now").
+    from netcore.http import workers
+    sent = []
+    monkeypatch.setattr(workers.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    sup = workers.Supervisor(lambda r: b"", Config(workers=1, worker_start="fork"))
+    if signal_at == "at-record":
+        sup.children = _SignalOnRecord()
+        sup.children.handler = sup._on_signal
+    dict.__setitem__(sup.children, 1001, workers._Forked(1001))
+
+    def start():
+        if signal_at == "inside-start":
+            sup._on_signal(signal.SIGTERM, None)
+        return workers._Forked(1002)
+    monkeypatch.setattr(sup, "_fork", start)
+    sup._start_worker()
+    assert sorted(sent) == [(1001, signal.SIGTERM), (1002, signal.SIGTERM)]

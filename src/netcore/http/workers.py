@@ -183,8 +183,12 @@ class _Forked:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.started = time.monotonic()
+        self.stopped = False
 
     def stop(self) -> None:
+        if self.stopped:   # once: a second stop signal means "now"
+            return
+        self.stopped = True
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -204,6 +208,7 @@ class _Spawned:
         self.proc = proc
         self.pid = proc.pid
         self.started = time.monotonic()
+        self.stopped = False
         threading.Thread(target=lambda: exits.put((self.pid, proc.wait())), daemon=True,
                          name=f"netcore-worker-{self.pid}").start()
 
@@ -215,7 +220,9 @@ class _Spawned:
             pass
 
     def stop(self) -> None:
-        self.send(b"stop\n")
+        if not self.stopped:
+            self.stopped = True
+            self.send(b"stop\n")
 
     def kill(self) -> None:
         try:
@@ -288,6 +295,10 @@ class Supervisor:
     def _start_worker(self) -> None:
         worker = self._fork() if self.start_method == "fork" else self._spawn()
         self.children[worker.pid] = worker
+        if self.stopping:
+            # A stop signal's handler ran while this worker started (in
+            # _fork, at the unblock): it did not see the worker.
+            worker.stop()
 
     def _fork(self) -> _Forked:
         parent = os.getpid()
