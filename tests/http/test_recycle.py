@@ -81,8 +81,14 @@ def test_workers_are_recycled_and_no_request_is_lost(listeners):
             except OSError:
                 time.sleep(0.05)
         pids = []
-        for _ in range(80):      # a new connection each, ~100/s: the limit is checked every 0.1 s
-            status, body, _ = get(port, "/pid")   # (raises if a request is lost)
+        for i in range(80):      # a new connection each, ~100/s: the limit is checked every 0.1 s
+            try:
+                # (raises if a request is lost; the timeout leaves room for a
+                # sanitizer build, where a worker's start and stop are slower)
+                status, body, _ = get(port, "/pid", timeout=20)
+            except OSError as exc:
+                raise AssertionError(f"request {i} of 80 failed at {time.strftime('%T')}: {exc!r}; "
+                                     f"server log:\n{stderr_lines(proc).text()}") from exc
             assert status == 200
             pids.append(int(body))
             time.sleep(0.01)
