@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 import socket
 import time
 
@@ -221,6 +222,23 @@ def test_a_head_that_can_never_be_a_request_is_refused_at_once(serve, name, raw,
     data = recv_until_closed(s, timeout=5)
     assert data.startswith(b"HTTP/1.1 %d " % status), data[:80]
     assert time.monotonic() - t0 < 2
+
+
+def _refusal(pieces) -> bytes:
+    proto = Protocol(Config(), HeadCache())
+    for piece in pieces:
+        proto.receive(piece)
+        if proto.out:
+            break
+    return re.sub(rb"\r\ndate: [^\r]*", b"", b"".join(proto.out))
+
+
+@pytest.mark.parametrize("name,raw,status", NEVER_HTTP, ids=[b[0] for b in NEVER_HTTP])
+def test_a_refusal_does_not_depend_on_how_the_bytes_were_split(name, raw, status):
+    # refused early (a prefix) or as a whole line, the client gets one answer
+    whole = _refusal([raw])
+    assert whole.startswith(b"HTTP/1.1 %d " % status), whole
+    assert _refusal([raw[i:i + 1] for i in range(len(raw))]) == whole
 
 
 # Valid requests of every shape: no prefix of any of them is refused early.

@@ -102,8 +102,10 @@ def check_incomplete_head(data: bytes, start: int, config, new: int = 0) -> None
             raise HTTPError(414, "request line too long")
         end = len(data) - 1 if data[-1:] == b"\r" else len(data)   # (a CR may be the CRLF's)
         if _LINE_PREFIX.fullmatch(data, start, end) is None:
+            # (the words the complete line would get: an answer must not
+            # depend on how TCP split the client's bytes)
             raise (HTTPError(400, "bare LF line ending") if b"\n" in data[start:]
-                   else HTTPError(400, "not an HTTP request line"))
+                   else HTTPError(400, "malformed request line"))
         return
     if line_end - start > config.max_request_line:
         raise HTTPError(414, "request line too long")
