@@ -72,7 +72,14 @@ def test_large_stream_to_slow_reader_is_intact_and_bounded(serve, threads):
     deadline = time.monotonic() + 30
     while not buf.endswith(b"\r\n0\r\n\r\n"):
         assert time.monotonic() < deadline, "stream did not finish"
-        data = s.recv(16 * 1024)
+        try:
+            data = s.recv(16 * 1024)
+        except socket.timeout:
+            # (CI saw this stall once, with 3 I/O threads: say where it stood)
+            state = {k: getattr(conn, k, None) for k in ("sending", "want_drain", "dirty", "rx_armed",
+                                                           "closed", "app_paused", "lingering")}
+            raise AssertionError(f"stalled: client has {len(buf)} bytes, app yielded {pulled[0]}; "
+                                 f"{state}, output queued: {conn.proto.out!r:.200}") from None
         assert data, "server closed mid-stream"
         buf += data
         received[0] = len(buf)
