@@ -394,7 +394,9 @@ def test_close_with_each_kind_of_operation_pending(q):
     assert sorted((ev[1], ev[2]) for ev in evs) == [
         ("accept", iocore.CANCELLED), ("recv", iocore.CANCELLED), ("send", iocore.CANCELLED)]
     assert q.wait(0.1) == []  # exactly once
-    assert q.stats() == {"live_handles": 0, "pending_ops": 0, "timers": 0, "waiters": 1, "cq_overflow": 0}
+    stats = q.stats()
+    assert stats.pop("rings") == (1 if q.backend == "uring" else 0)
+    assert stats == {"live_handles": 0, "pending_ops": 0, "timers": 0, "waiters": 1, "cq_overflow": 0}
 
 
 def test_close_with_connect_pending(q):

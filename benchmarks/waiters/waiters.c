@@ -194,7 +194,12 @@ static void *run(void *arg)
     nc_event evs[BATCH];
     /* Each thread starts its share of the connections: on io_uring a
      * request's kernel work runs in the thread that submitted it, so a
-     * setup thread that started them all would do every receive. */
+     * setup thread that started them all would do every receive.  It waits
+     * once first: on io_uring that gives it its own ring, and connections
+     * go to the ring of the thread that starts them. */
+    int n0 = nc_wait(q, evs, BATCH, 0);
+    for (int i = 0; i < n0; i++)
+        on_event(wk, &evs[i]);
     for (int i = wk->index; i < nconns; i += nthreads) {
         if (nc_recv(q, pairs[i].s.id, msg_bytes, &pairs[i].s) < 0 ||
             nc_recv(q, pairs[i].c.id, msg_bytes, &pairs[i].c) < 0)

@@ -583,12 +583,14 @@ cdef class Queue:
 
     def stats(self):
         """Debug counters: live handles, pending operations, armed timers,
-        waiter threads, and (uring) completions the ring overflowed with."""
+        waiter threads, and (uring) completions the rings overflowed with and
+        how many rings serve the waiter threads."""
         cdef nc_stats st
         self._check()
         nc_get_stats(self._q, &st)
         return {"live_handles": st.live_handles, "pending_ops": st.pending_ops,
-                "timers": st.timers, "waiters": st.waiters, "cq_overflow": st.cq_overflow}
+                "timers": st.timers, "waiters": st.waiters, "cq_overflow": st.cq_overflow,
+                "rings": st.rings}
 
     def wait(self, timeout=None, int max_events=1024):
         """Block up to timeout seconds (None: forever) for completions and

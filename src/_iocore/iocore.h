@@ -99,6 +99,7 @@ typedef struct nc_stats {
     long waiters;        /* threads that have called nc_wait() */
     long cq_overflow;    /* uring: completions the kernel had to hold back
                             (or dropped) because the ring was full; else 0 */
+    long rings;          /* uring: rings in use (one per waiter thread); else 0 */
 } nc_stats;
 
 /* The i-th backend built in and usable here ("epoll", "iocp"), or NULL. */

@@ -372,6 +372,17 @@ static int held_by_other(const nc_handle *h, const nc_waiter *w)
     return h && h->holder && h->holder != w;
 }
 
+/* ... or h's home waiter (be->home) is polling and will take them. */
+static int for_other(nc_queue *q, const nc_handle *h, const nc_waiter *w)
+{
+    if (held_by_other(h, w))
+        return 1;
+    if (!h || !q->be->home)
+        return 0;
+    nc_waiter *home = q->be->home(q, h);
+    return home && home != w && home->polling;
+}
+
 char *nc_arena_take(nc_waiter *w, size_t want, size_t *len)
 {
     size_t room = w->arena_len - w->arena_used;
@@ -443,7 +454,7 @@ static void deliver(nc_queue *q, nc_waiter *w)
     nc_op *prev = NULL, *op = q->done.head;
     while (op && w->nout < w->max_out) {
         nc_op *next = op->next;
-        if (held_by_other(op->owner, w)) {
+        if (for_other(q, op->owner, w)) {
             prev = op;
         } else {
             if (prev)
@@ -483,7 +494,7 @@ int nc_take_ready(nc_queue *q, nc_waiter *w, nc_handle **out, int max, long *bud
         (*budget)--;
         if (h->closed) {
             nc_handle_unref(q, h);
-        } else if (held_by_other(h, w) || w->nout >= w->max_out) {
+        } else if (for_other(q, h, w) || w->nout >= w->max_out) {
             nc_mark_ready(q, h); /* its holder's, or a later batch's */
             nc_handle_unref(q, h);
         } else {
@@ -493,13 +504,14 @@ int nc_take_ready(nc_queue *q, nc_waiter *w, nc_handle **out, int max, long *bud
     return n;
 }
 
+/* Work w may take (w NULL: any waiter may). */
 static int has_work(nc_queue *q, nc_waiter *w)
 {
     for (nc_op *op = q->done.head; op; op = op->next)
-        if (!held_by_other(op->owner, w))
+        if (w ? !for_other(q, op->owner, w) : !held_by_other(op->owner, NULL))
             return 1;
     for (nc_handle *h = q->ready_head; h; h = h->ready_next)
-        if (!held_by_other(h, w))
+        if (w ? !for_other(q, h, w) : !held_by_other(h, NULL))
             return 1;
     return 0;
 }
@@ -552,6 +564,7 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
         return NC_E_NOMEM;
     }
     release_held(q, w);
+    w->polling = 1;
     w->arena_used = 0;
     w->out = events;
     w->nout = 0;
@@ -584,6 +597,7 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     }
     /* A full batch may leave work nobody holds: hand it to a sleeper, or
      * it waits for this thread's next call. */
+    w->polling = 0;
     if (has_work(q, NULL))
         nc_wake_one(q);
     int n = w->nout;
@@ -595,6 +609,8 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
 int nc_waiter_drop(nc_queue *q, nc_waiter *w)
 {
     release_held(q, w);
+    if (q->be->leave)
+        q->be->leave(q, w);
     for (nc_waiter **pw = &q->waiters; *pw; pw = &(*pw)->next)
         if (*pw == w) {
             *pw = w->next;

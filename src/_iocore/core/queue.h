@@ -105,6 +105,8 @@ struct nc_waiter {
     nc_event *out;
     int nout, max_out;
     int skipped_poll;      /* the last batch was served without polling */
+    int be_slot;           /* the backend's: which of its parts serves this thread (0: none) */
+    int polling;           /* in nc_wait and not blocked in the OS (see be->home) */
 };
 
 typedef struct nc_slot {
@@ -155,6 +157,13 @@ typedef struct nc_backend {
     void (*resume_accept)(nc_queue *q, nc_handle *lst);
     /* Lock held: take back buffers lent by nc_complete_recv_lent. */
     void (*recycle)(nc_queue *q, const uintptr_t *loans, int n);
+    /* Lock held: the waiter h's completions should go to while that one is
+     * polling (it then takes them itself before it sleeps or returns), or
+     * NULL.  A backend with this hook clears w->polling while it blocks.
+     * May be NULL. */
+    nc_waiter *(*home)(nc_queue *q, const nc_handle *h);
+    /* Lock held: w stops waiting (nc_leave, or its thread ended). May be NULL. */
+    void (*leave)(nc_queue *q, nc_waiter *w);
     /* Lock held: add the backend's counters. May be NULL. */
     void (*stats)(nc_queue *q, nc_stats *out);
     int sendfile;          /* it performs NC_OP_SENDFILE (else NC_E_NOTSUP) */

@@ -26,6 +26,7 @@ cdef extern from "iocore.h" nogil:
         long timers
         long waiters
         long cq_overflow
+        long rings
 
     enum:
         NC_OP_ACCEPT

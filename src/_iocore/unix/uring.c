@@ -1,6 +1,6 @@
 /* unix/uring.c: the completion queue on io_uring (Linux 5.19 or later).
  *
- * One ring per queue, shared by every thread of it.  The kernel does the
+ * A ring per waiter thread (up to MAX_RINGS; see "Rings" below).  The kernel does the
  * I/O: a multishot accept per listener, a multishot recv per connection
  * into a ring of provided buffers (so an idle connection pins no buffer),
  * one send or sendmsg at a time per connection from the shared send cursor,
@@ -16,10 +16,23 @@
  * another waiter sleeps in the ring, submits at once instead (a deferred
  * kick), so nothing waits for a wait that may not come.
  *
- * Setup flags.  Several threads may submit and wait on one ring, so
- * IORING_SETUP_SINGLE_ISSUER and DEFER_TASKRUN (only the one submitter may
- * reap, and deferred work runs only when it waits) are not used; a ring per
- * waiter would tie each connection to one thread.  COOP_TASKRUN (with
+ * Rings.  The kernel does a ring's submissions and completion work under
+ * that ring's mutex, so threads sharing one ring take turns (measured: 2
+ * threads echoed less than 1).  So each waiter thread gets a ring of its
+ * own on its first wait, and a connection lives on one ring at a time: the
+ * one of the thread that starts its I/O, moved only while the kernel holds
+ * nothing of it.  Any waiter may still take any completion (the queue's
+ * promise): a thread reaps its own ring, and those of threads that are not
+ * in a wait; before it sleeps it arms a poll on each such ring's fd in its
+ * own, and a thread leaving its wait arms one for its ring in a sleeper's,
+ * so a completion on a ring whose thread is busy elsewhere still wakes
+ * someone.  With one waiter thread there is one ring and none of this.
+ *
+ * Setup flags.  Other threads may still submit to a thread's ring (a send
+ * from a pool thread, a stolen connection), so IORING_SETUP_SINGLE_ISSUER
+ * and DEFER_TASKRUN (only the one submitter may reap, and deferred work
+ * runs only when it waits) are not used; they measured no gain with one
+ * thread either (README).  COOP_TASKRUN (with
  * TASKRUN_FLAG) spares a busy thread the IPIs: its completions are posted
  * when it next enters the kernel, which a waiter does at every wait.  The
  * CQ is 8x the SQ (multishot requests make more completions than
@@ -51,8 +64,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -65,10 +80,13 @@
 #define ACCEPT_BACKLOG 16        /* accepted before asked for: then pause */
 #define RECV_BUFFERED_MAX (128 * 1024) /* per connection: then pause */
 #define DRAIN_LIMIT_MS 10000
+#define MAX_RINGS 8              /* waiter threads past it share (NETCORE_URING_RINGS) */
 
 /* user_data of SQEs whose completion carries nothing */
 #define UD_WAKE 1
 #define UD_CANCEL 2
+#define UD_WATCH 16              /* + i: the poll on ring i's fd fired */
+#define UD_BELL 32               /* + i: ring i's bell rang */
 
 enum { R_ACCEPT = 1, R_RECV, R_SEND, R_CONNECT };
 
@@ -117,6 +135,7 @@ typedef struct ur_handle {
     struct ur_msg *msg;     /* a gathered send's header, made on first use */
     struct sockaddr_storage *addr; /* the connect's, until it is done */
     socklen_t addrlen;
+    int ring;               /* index of the ring its requests go to */
 } ur_handle;
 
 /* What a sendmsg needs to stay put while the kernel may read it.  Apart
@@ -127,19 +146,55 @@ typedef struct ur_msg {
     struct iovec iov[MAX_IOV];
 } ur_msg;
 
-typedef struct ur_state {
+typedef struct ur_ring {
     nc_ring r;
+    int waiters;            /* waiter threads it serves */
+    nc_waiter *owner;       /* the first of them: its connections' home */
+    int inpoll;             /* of them, inside ur_poll (they reap it) */
+    int sleepers;           /* of them, blocked in it (read unlocked by ur_wake) */
+    int watcher;            /* ring whose armed poll watches this one, or -1 */
+    int flush_pending;      /* a submitting kick is deferred */
+    int efd;                /* its bell: an eventfd its multishot poll watches */
+    int bell;               /* that poll is armed (read unlocked by ur_wake) */
+    int overflowing;
+    long inflight;          /* requests (and polls) the kernel holds here */
+    long overflows;         /* times the CQ overflowed (kernel backlog) */
+} ur_ring;
+
+typedef struct ur_state {
+    ur_ring rings[MAX_RINGS];
+    int nrings;             /* opened, in order; written under the lock */
+    int max_rings;
+    int opening;            /* a thread is opening the next ring */
     int multishot_recv;     /* 0 once the kernel refused it (Linux < 6.0) */
     int reaping;            /* reap() is on the stack */
-    int flush_pending;      /* a submitting kick is deferred */
-    long inflight;          /* requests the kernel holds */
-    long overflows;         /* times the CQ overflowed (kernel backlog) */
-    int overflowing;
+    long inflight;          /* requests the kernel holds, all rings */
+    unsigned written;       /* rings need() wrote to since submit_soon looked */
     nc_handle *dirty, *nobuf, *closing;
 } ur_state;
 
 #define STATE(q) ((ur_state *)(q)->be_state)
 #define HS(h) ((ur_handle *)(h)->be)
+#define RING(st, h) (&(st)->rings[HS(h)->ring].r)
+
+/* A lent buffer: which ring, which buffer. */
+#define LOAN(ring, bid) (((uintptr_t)(ring) << 16) | (bid))
+
+static unsigned long buffers_given(const ur_state *st)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < st->nrings; i++)
+        n += st->rings[i].r.given;
+    return n;
+}
+
+/* The ring of this thread's waiter on q, or -1 (not a waiter yet, or not
+ * of q).  Thread-local data only: callable without the lock. */
+static int my_ring(nc_queue *q)
+{
+    nc_waiter *w = nc_thread_waiter(q, 0);
+    return w && w->be_slot ? w->be_slot - 1 : -1;
+}
 
 static void buffers_back(nc_queue *q);
 
@@ -216,6 +271,7 @@ static int fill_sqe(ur_state *st, nc_handle *h, unsigned what, nc_sqe *e)
     r->inflight = 1;
     r->cancelled = 0;
     st->inflight++;
+    st->rings[hs->ring].inflight++;
     nc_handle_ref(h); /* the request's */
     return 1;
 }
@@ -245,7 +301,9 @@ static void add_dirty(ur_state *st, nc_handle *h, unsigned what)
 static void need(ur_state *st, nc_handle *h, unsigned what)
 {
     ur_handle *hs = HS(h);
-    nc_lock(&st->r.sq_lock);
+    nc_ring *ring = RING(st, h);
+    st->written |= 1u << hs->ring;
+    nc_lock(&ring->sq_lock);
     for (unsigned bit = 1; bit <= W_CANCEL; bit <<= 1) {
         if (!(what & bit))
             continue;
@@ -254,29 +312,29 @@ static void need(ur_state *st, nc_handle *h, unsigned what)
             for (int i = 0; i < 4; i++) {
                 if (!reqs[i]->inflight || reqs[i]->cancelled != 1)
                     continue;
-                nc_sqe *e = nc_ring_sqe(&st->r);
+                nc_sqe *e = nc_ring_sqe(ring);
                 if (!e)
                     goto full;
                 cancel_sqe(e, reqs[i]);
                 reqs[i]->cancelled = 2; /* asked */
-                nc_ring_publish(&st->r);
+                nc_ring_publish(ring);
             }
             continue;
         }
-        nc_sqe *e = nc_ring_sqe(&st->r);
+        nc_sqe *e = nc_ring_sqe(ring);
         if (!e)
             goto full;
         if (fill_sqe(st, h, bit, e)) {
-            nc_ring_publish(&st->r);
+            nc_ring_publish(ring);
             hs->has_sqe = 1;
-            hs->last_sqe = st->r.sq_tail;
+            hs->last_sqe = ring->sq_tail;
         }
         what &= ~bit;
     }
-    nc_unlock(&st->r.sq_lock);
+    nc_unlock(&ring->sq_lock);
     return;
 full:
-    nc_unlock(&st->r.sq_lock);
+    nc_unlock(&ring->sq_lock);
     add_dirty(st, h, what);
 }
 
@@ -314,21 +372,226 @@ static void send_next(nc_queue *q, nc_handle *h)
     }
 }
 
-/* Lock held: the SQEs written must reach the kernel now, not at this
- * thread's next wait: it is not a waiter here, or another waiter sleeps
- * in the ring and would not see them. */
+/* Lock held: ring i's SQEs go to the kernel once this thread drops the
+ * lock.  Out of memory, at once (a system call made locked, as a wake then). */
+static void kick_ring(nc_queue *q, int i)
+{
+    ur_ring *rg = &STATE(q)->rings[i];
+    if (rg->flush_pending)
+        return;
+    rg->flush_pending = 1;
+    if (nc_defer_kick(q, NULL, (unsigned)i) < 0) {
+        rg->flush_pending = 0;
+        nc_ring_enter(&rg->r, nc_ring_unsubmitted(&rg->r), 0, 0, -1);
+    }
+}
+
+/* Lock held: a poll in ring `from` on ring j's fd, whose completion wakes
+ * a thread asleep in `from` once j has completions.  0 if the SQ is full. */
+static int arm_watch(ur_state *st, int from, int j)
+{
+    ur_ring *f = &st->rings[from];
+    nc_lock(&f->r.sq_lock);
+    nc_sqe *e = nc_ring_sqe(&f->r);
+    if (e) {
+        e->opcode = NC_OP_U_POLL_ADD;
+        e->fd = st->rings[j].r.fd;
+        e->op_flags = POLLIN; /* poll32_events */
+        e->user_data = UD_WATCH + (unsigned)j;
+        nc_ring_publish(&f->r);
+    }
+    nc_unlock(&f->r.sq_lock);
+    if (!e)
+        return 0;
+    st->rings[j].watcher = from;
+    f->inflight++;
+    st->inflight++;
+    return 1;
+}
+
+/* Ring j may get completions that no thread in a wait will reap: its
+ * threads are busy elsewhere, or gone.  (Its bell is not one: it is only
+ * for a thread asleep in it.) */
+static int uncovered(const ur_ring *rg)
+{
+    return !rg->inpoll && rg->watcher < 0 && (rg->inflight > rg->bell || nc_ring_cq_ready(&rg->r));
+}
+
+/* Lock held, about to sleep in ring k: its bell goes on, so that other
+ * threads wake it with an eventfd write, never entering its ring (which
+ * would wait for its mutex while the thread submits a batch). */
+static void arm_bell(ur_state *st, int k)
+{
+    ur_ring *rg = &st->rings[k];
+    nc_lock(&rg->r.sq_lock);
+    nc_sqe *e = nc_ring_sqe(&rg->r);
+    if (e) {
+        e->opcode = NC_OP_U_POLL_ADD;
+        e->fd = rg->efd;
+        e->op_flags = POLLIN;
+        e->len = NC_POLL_ADD_MULTI;
+        e->user_data = UD_BELL + (unsigned)k;
+        nc_ring_publish(&rg->r);
+    }
+    nc_unlock(&rg->r.sq_lock);
+    if (e) {
+        __atomic_store_n(&rg->bell, 1, __ATOMIC_RELEASE);
+        rg->inflight++;
+        st->inflight++;
+    }
+}
+
+/* Lock held: if ring j is uncovered, wake a sleeping thread to watch it
+ * (else the next thread to sleep will: watch_others). */
+static void cover(nc_queue *q, int j)
+{
+    ur_state *st = STATE(q);
+    if (st->nrings < 2 || !uncovered(&st->rings[j]))
+        return;
+    for (int m = 0; m < st->nrings; m++) {
+        ur_ring *rg = &st->rings[m];
+        if (m == j || rg->sleepers == 0)
+            continue;
+        if (rg->bell) {
+            if (nc_defer_kick(q, NULL, (unsigned)(MAX_RINGS + m)) == 0)
+                return;
+        } else if (arm_watch(st, m, j)) {
+            kick_ring(q, m); /* it must reach the kernel for the sleeper */
+            return;
+        }
+    }
+}
+
+/* Lock held, about to sleep in ring k: it watches every uncovered ring. */
+static void watch_others(ur_state *st, int k)
+{
+    for (int j = 0; j < st->nrings; j++)
+        if (j != k && uncovered(&st->rings[j]))
+            arm_watch(st, k, j);
+}
+
+/* Lock held: the SQEs this thread wrote must reach the kernel now, not at
+ * the next wait of their ring's thread: this thread is not that one (or
+ * not a waiter at all), or another waiter sleeps and this one may not come
+ * back soon.  A ring nobody waits in gets watched. */
 static void submit_soon(nc_queue *q)
 {
     ur_state *st = STATE(q);
-    if (st->flush_pending || !nc_ring_unsubmitted(&st->r))
-        return;
-    if (q->sleepers > 0 || !nc_thread_waiter(q, 0)) {
-        st->flush_pending = 1;
-        if (nc_defer_kick(q, NULL, 0) < 0) {
-            st->flush_pending = 0;
-            nc_wake_one(q); /* out of memory: a sleeper submits them */
-        }
+    int mine = -2;
+    unsigned written = st->written;
+    st->written = 0;
+    for (int i = 0; i < st->nrings; i++) {
+        ur_ring *rg = &st->rings[i];
+        if (!(written & (1u << i)) || rg->flush_pending || !nc_ring_unsubmitted(&rg->r))
+            continue;
+        if (mine == -2)
+            mine = my_ring(q);
+        if (q->sleepers > 0 || i != mine)
+            kick_ring(q, i);
+        cover(q, i);
     }
+}
+
+/* 0 or a negative errno; close_ring either way. */
+static int open_ring(ur_ring *rg)
+{
+    memset(rg, 0, sizeof *rg);
+    rg->watcher = -1;
+    int rc = nc_ring_open(&rg->r, (unsigned)nc_ring_env("NETCORE_URING_ENTRIES", SQ_ENTRIES), CQ_FACTOR,
+                          (unsigned)nc_ring_env("NETCORE_URING_BUFFERS", BUF_COUNT), BUF_SIZE);
+    rg->efd = rc < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return rc < 0 ? rc : rg->efd < 0 ? -errno : 0;
+}
+
+static void close_ring(ur_ring *rg)
+{
+    nc_ring_close(&rg->r);
+    if (rg->efd >= 0)
+        close(rg->efd);
+    rg->efd = -1;
+}
+
+/* Lock held: this thread's waiter has no ring yet: a ring nobody serves,
+ * else a new one (opened with the lock dropped), else the least busy. */
+static int ring_of(nc_queue *q, nc_waiter *w)
+{
+    ur_state *st = STATE(q);
+    if (w->be_slot)
+        return w->be_slot - 1;
+    int pick = -1;
+    for (int i = 0; i < st->nrings && pick < 0; i++)
+        if (st->rings[i].waiters == 0)
+            pick = i;
+    if (pick < 0 && st->nrings < st->max_rings && !st->opening) {
+        int n = st->nrings;
+        ur_ring *rg = &st->rings[n];
+        st->opening = 1;
+        nc_unlock_q(q);
+        int rc = open_ring(rg);
+        if (rc < 0)
+            close_ring(rg);
+        nc_lock(&q->lock);
+        st->opening = 0;
+        if (rc < 0) {
+            st->max_rings = n; /* out of memory or locked memory: share */
+        } else {
+            __atomic_store_n(&st->nrings, n + 1, __ATOMIC_RELEASE);
+        }
+        if (w->be_slot) /* (cannot happen: one thread per waiter) */
+            return w->be_slot - 1;
+        if (rc == 0)
+            pick = n;
+    }
+    if (pick < 0) {
+        pick = 0;
+        for (int i = 1; i < st->nrings; i++)
+            if (st->rings[i].waiters < st->rings[pick].waiters)
+                pick = i;
+    }
+    ur_ring *rg = &st->rings[pick];
+    rg->waiters++;
+    if (!rg->owner)
+        rg->owner = w;
+    w->be_slot = pick + 1;
+    return pick;
+}
+
+static void ur_leave(nc_queue *q, nc_waiter *w)
+{
+    if (w->be_slot) {
+        ur_ring *rg = &STATE(q)->rings[w->be_slot - 1];
+        rg->waiters--;
+        if (rg->owner == w)
+            rg->owner = NULL;
+        w->be_slot = 0;
+    }
+}
+
+/* A connection's completions are for the thread of its ring, so that its
+ * requests are submitted from there (see "Rings"). */
+static nc_waiter *ur_home(nc_queue *q, const nc_handle *h)
+{
+    ur_state *st = STATE(q);
+    const ur_handle *hs = HS(h);
+    return st->nrings > 1 && hs ? st->rings[hs->ring].owner : NULL;
+}
+
+/* Lock held: h's next requests go to the ring of the thread starting them,
+ * if the kernel holds nothing of h on its present ring. */
+static void bind_ring(nc_queue *q, nc_handle *h)
+{
+    ur_state *st = STATE(q);
+    ur_handle *hs = HS(h);
+    if (st->nrings < 2)
+        return;
+    int k = my_ring(q);
+    if (k < 0 || k == hs->ring || h->closed || hs->ccount || hs->dirty || hs->accept.inflight ||
+        hs->recv.inflight || hs->send.inflight || hs->connect.inflight)
+        return;
+    if (hs->has_sqe && !nc_ring_consumed(RING(st, h), hs->last_sqe))
+        return;
+    hs->ring = k;
+    hs->has_sqe = 0;
 }
 
 /* Lock held: closed handles whose last SQE the kernel has now read let go
@@ -340,7 +603,7 @@ static void check_closing(nc_queue *q)
     while (*ph) {
         nc_handle *h = *ph;
         ur_handle *hs = HS(h);
-        if (nc_ring_consumed(&st->r, hs->last_sqe)) {
+        if (nc_ring_consumed(RING(st, h), hs->last_sqe)) {
             *ph = hs->closing_next;
             hs->closing = 0;
             nc_unpin(q, h);
@@ -356,7 +619,7 @@ static void check_closing(nc_queue *q)
 static void recycle_chunks(ur_state *st, ur_handle *hs)
 {
     while (hs->ccount) {
-        nc_ring_give(&st->r, hs->chunks[hs->chead].bid);
+        nc_ring_give(&st->rings[hs->ring].r, hs->chunks[hs->chead].bid);
         hs->chead = (hs->chead + 1) % hs->ccap;
         hs->ccount--;
     }
@@ -396,10 +659,10 @@ static void finish_close_recv(nc_queue *q, ur_handle *hs, const nc_cqe *c, char 
     hs->close_recv = NULL;
     if (c->res > 0 && data) {
         op->status = 0;
-        nc_complete_lent(q, op, data, (size_t)c->res, c->flags >> NC_CQE_BUFFER_SHIFT);
+        nc_complete_lent(q, op, data, (size_t)c->res, LOAN(hs->ring, c->flags >> NC_CQE_BUFFER_SHIFT));
     } else {
         if (data)
-            nc_ring_give(&STATE(q)->r, (uint16_t)(c->flags >> NC_CQE_BUFFER_SHIFT));
+            nc_ring_give(&STATE(q)->rings[hs->ring].r, (uint16_t)(c->flags >> NC_CQE_BUFFER_SHIFT));
         nc_complete(q, op, NC_CANCELLED);
     }
 }
@@ -411,30 +674,31 @@ static void on_recv(nc_queue *q, nc_handle *h, const nc_cqe *c)
     int more = c->flags & NC_CQE_F_MORE;
     char *data = NULL;
     uint16_t bid = (uint16_t)(c->flags >> NC_CQE_BUFFER_SHIFT);
+    nc_ring *ring = RING(st, h);
     if (c->flags & NC_CQE_F_BUFFER)
-        data = nc_ring_buffer(&st->r, bid);
+        data = nc_ring_buffer(ring, bid);
     if (h->closed && hs->close_recv) {
         if (c->res > 0 || !more)
             finish_close_recv(q, hs, c, data);
         else if (data)
-            nc_ring_give(&st->r, bid);
+            nc_ring_give(ring, bid);
         return;
     }
     if (h->closed && !h->rxq.head) { /* nobody to hand them to */
         if (data)
-            nc_ring_give(&st->r, bid);
+            nc_ring_give(ring, bid);
         return;
     }
     /* Open, or being closed with a recv waiting (close() reaps first):
      * kept for that recv. */
     if (c->res > 0 && data) {
         if (push_chunk(hs, data, (uint32_t)c->res, bid) < 0) {
-            nc_ring_give(&st->r, bid);
+            nc_ring_give(ring, bid);
             hs->rx_err = NC_E_NOMEM;
         }
     } else if (c->res == 0) {
         if (data)
-            nc_ring_give(&st->r, bid);
+            nc_ring_give(ring, bid);
         hs->eof = 1;
     } else if (c->res == -EINVAL && st->multishot_recv && !more) {
         st->multishot_recv = 0; /* Linux < 6.0: one recv per request */
@@ -468,11 +732,14 @@ static void maybe_rearm_recv(ur_state *st, nc_handle *h)
 
 /* ----------------------------------------------------------- accepting */
 
-static ur_handle *new_hstate(nc_handle *h)
+/* h's backend state, its requests going to this thread's ring. */
+static ur_handle *new_hstate(nc_queue *q, nc_handle *h)
 {
     ur_handle *hs = calloc(1, sizeof *hs);
     if (!hs)
         return NULL;
+    int ring = STATE(q)->nrings > 1 ? my_ring(q) : 0;
+    hs->ring = ring < 0 ? 0 : ring;
     hs->accept = (ur_req){R_ACCEPT, 0, 0, h};
     hs->recv = (ur_req){R_RECV, 0, 0, h};
     hs->send = (ur_req){R_SEND, 0, 0, h};
@@ -492,7 +759,7 @@ static void hand_accepted(nc_queue *q, nc_handle *lst, int fd)
 {
     nc_op *op = nc_opq_pop(&lst->rxq);
     nc_handle *h = nc_handle_new(q, fd, NC_CONN);
-    if (h && !new_hstate(h)) {
+    if (h && !new_hstate(q, h)) {
         nc_handle_close(q, h); /* closes fd */
         h = NULL;
         fd = -1;
@@ -606,7 +873,8 @@ static void on_connect(nc_queue *q, nc_handle *h, const nc_cqe *c)
 
 /* --------------------------------------------------------------- reaping */
 
-static void on_cqe(nc_queue *q, const nc_cqe *c)
+/* A completion from ring i. */
+static void on_cqe(nc_queue *q, int i, const nc_cqe *c)
 {
     ur_state *st = STATE(q);
     if (c->user_data == UD_WAKE) {
@@ -615,11 +883,27 @@ static void on_cqe(nc_queue *q, const nc_cqe *c)
     }
     if (c->user_data == UD_CANCEL)
         return;
+    if (c->user_data >= UD_BELL && c->user_data < UD_BELL + MAX_RINGS) {
+        nc_woken(q);
+        if (!(c->flags & NC_CQE_F_MORE)) { /* cancelled (its thread ended, say) */
+            __atomic_store_n(&st->rings[i].bell, 0, __ATOMIC_RELEASE);
+            st->rings[i].inflight--;
+            st->inflight--;
+        }
+        return;
+    }
+    if (c->user_data >= UD_WATCH && c->user_data < UD_WATCH + MAX_RINGS) {
+        st->rings[c->user_data - UD_WATCH].watcher = -1; /* reap() looks at that ring */
+        st->rings[i].inflight--;
+        st->inflight--;
+        return;
+    }
     ur_req *r = (ur_req *)(uintptr_t)c->user_data;
     nc_handle *h = r->h;
     int more = c->flags & NC_CQE_F_MORE;
     if (!more) {
         r->inflight = 0;
+        st->rings[i].inflight--;
         st->inflight--;
     }
     switch (r->kind) {
@@ -649,38 +933,56 @@ static void on_cqe(nc_queue *q, const nc_cqe *c)
         nc_handle_unref(q, h); /* the request's */
 }
 
-/* Lock held: every completion the CQ holds. */
-static void reap(nc_queue *q)
+/* Lock held: every completion ring i's CQ holds. */
+static void reap_ring(nc_queue *q, int i)
+{
+    ur_ring *rg = &STATE(q)->rings[i];
+    unsigned head = *rg->r.cq_khead;
+    for (;;) {
+        unsigned tail = __atomic_load_n(rg->r.cq_ktail, __ATOMIC_ACQUIRE);
+        if (head == tail)
+            break;
+        while (head != tail) {
+            nc_cqe c = rg->r.cqes[head & rg->r.cq_mask];
+            head++;
+            __atomic_store_n(rg->r.cq_khead, head, __ATOMIC_RELEASE);
+            on_cqe(q, i, &c);
+        }
+    }
+    int over = (nc_ring_sq_flags(&rg->r) & NC_SQ_CQ_OVERFLOW) != 0;
+    if (over && !rg->overflowing)
+        rg->overflows++;
+    rg->overflowing = over;
+}
+
+/* Ring i is for a thread in ring k's wait (k < 0: any thread) to reap:
+ * its own; another whose threads are all outside a wait only when its own
+ * has nothing (taking another thread's connections costs both threads). */
+static int reaps(const ur_state *st, int k, int i)
+{
+    return k < 0 || i == k || (!st->rings[i].inpoll && !nc_ring_cq_ready(&st->rings[k].r));
+}
+
+/* Lock held: the completions of the rings reaps(k) allows. */
+static void reap(nc_queue *q, int k)
 {
     ur_state *st = STATE(q);
     if (st->reaping)
         return; /* a handler closed a handle: the outer loop goes on */
     st->reaping = 1;
-    unsigned long given = st->r.given;
-    unsigned head = *st->r.cq_khead;
-    for (;;) {
-        unsigned tail = __atomic_load_n(st->r.cq_ktail, __ATOMIC_ACQUIRE);
-        if (head == tail)
-            break;
-        while (head != tail) {
-            nc_cqe c = st->r.cqes[head & st->r.cq_mask];
-            head++;
-            __atomic_store_n(st->r.cq_khead, head, __ATOMIC_RELEASE);
-            on_cqe(q, &c);
-        }
-    }
-    int over = (nc_ring_sq_flags(&st->r) & NC_SQ_CQ_OVERFLOW) != 0;
-    if (over && !st->overflowing)
-        st->overflows++;
-    st->overflowing = over;
+    unsigned long given = buffers_given(st);
+    int own = k >= 0 && nc_ring_cq_ready(&st->rings[k].r);
+    if (own)
+        reap_ring(q, k);
+    for (int i = 0; i < st->nrings; i++)
+        if (i != k && (k < 0 || (!own && !st->rings[i].inpoll)))
+            reap_ring(q, i);
     st->reaping = 0;
-    if (st->nobuf && st->r.given != given)
+    if (st->nobuf && buffers_given(st) != given)
         buffers_back(q);
 }
 
 /* -------------------------------------------------------------- backend */
-
-static void ur_destroy(nc_queue *q);
 
 static int ur_init(nc_queue *q)
 {
@@ -688,19 +990,26 @@ static int ur_init(nc_queue *q)
     if (!st)
         return NC_E_NOMEM;
     st->multishot_recv = !getenv("NETCORE_URING_NO_MULTISHOT_RECV");
+    st->max_rings = nc_ring_env("NETCORE_URING_RINGS", MAX_RINGS);
+    if (st->max_rings > MAX_RINGS)
+        st->max_rings = MAX_RINGS;
     q->be_state = st;
-    int rc = nc_ring_open(&st->r, (unsigned)nc_ring_env("NETCORE_URING_ENTRIES", SQ_ENTRIES), CQ_FACTOR,
-                          (unsigned)nc_ring_env("NETCORE_URING_BUFFERS", BUF_COUNT), BUF_SIZE);
-    if (rc < 0)
-        ur_destroy(q);
-    return rc;
+    int rc = open_ring(&st->rings[0]);
+    if (rc < 0) {
+        close_ring(&st->rings[0]);
+        free(st);
+        q->be_state = NULL;
+        return rc;
+    }
+    st->nrings = 1;
+    return 0;
 }
 
 /* No lock: h is pinned and known to nobody else. */
 static int ur_attach(nc_queue *q, nc_handle *h)
 {
     (void)q;
-    if (!new_hstate(h))
+    if (!new_hstate(q, h))
         return NC_E_NOMEM;
     if (h->kind == NC_LISTENER) {
         /* Accepted sockets inherit it: no system call per connection. */
@@ -728,6 +1037,7 @@ static void ur_start(nc_queue *q, nc_handle *h, nc_op *op)
 {
     ur_state *st = STATE(q);
     ur_handle *hs = HS(h);
+    bind_ring(q, h);
     switch (op->kind) {
     case NC_OP_ACCEPT:
         if (hs->nfds) {
@@ -789,7 +1099,7 @@ static void ur_close(nc_queue *q, nc_handle *h)
         nc_cancel_all(q, h);
         return;
     }
-    reap(q); /* what the kernel already finished counts: a recv's bytes too */
+    reap(q, -1); /* what the kernel already finished counts: a recv's bytes too */
     if (h->kind == NC_LISTENER) {
         while (hs->nfds)
             close_fd_later(q, hs->fds[--hs->nfds]);
@@ -800,7 +1110,7 @@ static void ur_close(nc_queue *q, nc_handle *h)
             hs->chead = (hs->chead + 1) % hs->ccap;
             hs->ccount--;
             op->status = 0;
-            nc_complete_lent(q, op, c->data, c->len, c->bid);
+            nc_complete_lent(q, op, c->data, c->len, LOAN(hs->ring, c->bid));
         } else if (hs->recv.inflight) {
             hs->close_recv = op; /* its request decides */
         } else {
@@ -824,7 +1134,7 @@ static void ur_close(nc_queue *q, nc_handle *h)
         }
     if (cancel)
         need(st, h, W_CANCEL);
-    if (hs->has_sqe && !nc_ring_consumed(&st->r, hs->last_sqe)) {
+    if (hs->has_sqe && !nc_ring_consumed(RING(st, h), hs->last_sqe)) {
         /* An SQE naming the socket is still in the SQ: keep it open. */
         nc_pin(h);
         nc_handle_ref(h);
@@ -845,7 +1155,7 @@ static void ur_recycle(nc_queue *q, const uintptr_t *loans, int n)
 {
     ur_state *st = STATE(q);
     for (int i = 0; i < n; i++)
-        nc_ring_give(&st->r, (uint16_t)loans[i]);
+        nc_ring_give(&st->rings[loans[i] >> 16].r, (uint16_t)loans[i]);
     buffers_back(q);
 }
 
@@ -853,7 +1163,7 @@ static void ur_recycle(nc_queue *q, const uintptr_t *loans, int n)
 static void ur_perform(nc_queue *q, nc_waiter *w)
 {
     ur_state *st = STATE(q);
-    unsigned long given = st->r.given;
+    unsigned long given = buffers_given(st);
     long budget = q->nready;
     nc_handle *hs_[32];
     int nh;
@@ -874,7 +1184,7 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
                 hs->chead = (hs->chead + 1) % hs->ccap;
                 hs->ccount = 0;
                 hs->buffered = 0;
-                nc_complete_recv_lent(q, w, nc_recv_take(q, h, 0, c.len), c.data, c.len, c.bid);
+                nc_complete_recv_lent(q, w, nc_recv_take(q, h, 0, c.len), c.data, c.len, LOAN(hs->ring, c.bid));
             } else if (hs->ccount) {
                 /* Several, or more than asked: joined in the arena. */
                 size_t len, n = 0;
@@ -892,7 +1202,7 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
                     c->data += take;
                     c->len -= (uint32_t)take;
                     if (c->len == 0) {
-                        nc_ring_give(&st->r, c->bid);
+                        nc_ring_give(RING(st, h), c->bid);
                         hs->chead = (hs->chead + 1) % hs->ccap;
                         hs->ccount--;
                     }
@@ -924,78 +1234,131 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
             nc_handle_unref(q, h);
         }
     }
-    if (st->nobuf && st->r.given != given)
+    if (st->nobuf && buffers_given(st) != given)
         buffers_back(q);
+}
+
+/* Completions for a thread in ring k's wait to reap. */
+static int cq_ready(const ur_state *st, int k)
+{
+    for (int i = 0; i < st->nrings; i++)
+        if (reaps(st, k, i) && nc_ring_cq_ready(&st->rings[i].r))
+            return 1;
+    return 0;
 }
 
 static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
 {
-    (void)w;
     ur_state *st = STATE(q);
+    int k = ring_of(q, w);
+    ur_ring *rg = &st->rings[k];
+    int rc = 0;
+    rg->inpoll++;
     flush_dirty(q);
     for (int round = 0;; round++) {
-        unsigned submit = nc_ring_unsubmitted(&st->r);
-        int ready = nc_ring_cq_ready(&st->r);
-        int taskrun = (nc_ring_sq_flags(&st->r) & NC_SQ_TASKRUN) != 0;
-        int rc = 0;
-        if (!(ready && !submit && !taskrun && !st->overflowing)) {
+        unsigned submit = nc_ring_unsubmitted(&rg->r);
+        int ready = cq_ready(st, k);
+        int taskrun = (nc_ring_sq_flags(&rg->r) & NC_SQ_TASKRUN) != 0;
+        rc = 0;
+        if (!(ready && !submit && !taskrun && !rg->overflowing)) {
             /* One system call submits the batch and waits. */
-            unsigned min = ready || st->overflowing || round ? 0 : timeout_ms != 0;
-            st->flush_pending = 0;
-            if (min)
+            unsigned min = ready || rg->overflowing || round ? 0 : timeout_ms != 0;
+            rg->flush_pending = 0;
+            if (min) {
+                if (st->nrings > 1 && !rg->bell)
+                    arm_bell(st, k);
+                watch_others(st, k);
+                submit = nc_ring_unsubmitted(&rg->r);
+                __atomic_add_fetch(&rg->sleepers, 1, __ATOMIC_RELAXED);
+                w->polling = 0; /* what is for it may go to others meanwhile */
                 nc_poll_begin(q);
-            else
+            } else {
                 nc_unlock_q(q);
-            rc = nc_ring_enter(&st->r, submit, 1, min, timeout_ms);
-            if (min)
+            }
+            rc = nc_ring_enter(&rg->r, submit, 1, min, timeout_ms);
+            if (min) {
                 nc_poll_end(q);
-            else
+                w->polling = 1;
+                if (st->nrings > 1)
+                    nc_woken(q); /* a bell meant for it may come after it woke */
+                __atomic_sub_fetch(&rg->sleepers, 1, __ATOMIC_RELAXED);
+            } else {
                 nc_lock(&q->lock);
+            }
             check_closing(q);
         }
-        reap(q);
-        if (rc == -EINTR)
-            return NC_E_INTR;
+        reap(q, k);
+        if (rc == -EINTR) {
+            rc = NC_E_INTR;
+            break;
+        }
         if (rc < 0 && rc != -ETIME && rc != -EBUSY && rc != -EAGAIN)
-            return rc;
+            break;
         /* A backlog of overflowed completions: one more pass flushes it. */
-        if (!(st->overflowing || rc == -EBUSY) || round >= 2)
-            return 0;
+        if (!(rg->overflowing || rc == -EBUSY) || round >= 2) {
+            rc = 0;
+            break;
+        }
     }
+    rg->inpoll--;
+    cover(q, k); /* its completions until this thread is back */
+    return rc;
 }
 
-/* A submitting kick (lock dropped): the SQEs written go to the kernel now. */
+/* A submitting kick (lock dropped): the SQEs written to ring `what` go to
+ * the kernel now. */
 static void ur_kick(nc_queue *q, nc_handle *h, unsigned what)
 {
     (void)h;
-    (void)what;
     ur_state *st = STATE(q);
+    if (what >= MAX_RINGS) { /* ring that ring's bell */
+        uint64_t one = 1;
+        if (write(st->rings[what - MAX_RINGS].efd, &one, sizeof one) < 0) {
+            /* EAGAIN: the count is full, so the bell is ringing anyway */
+        }
+        return;
+    }
+    ur_ring *rg = &st->rings[what];
     nc_lock(&q->lock);
-    st->flush_pending = 0;
     flush_dirty(q);
-    unsigned submit = nc_ring_unsubmitted(&st->r);
+    rg->flush_pending = 1; /* this kick submits it; others get theirs */
+    submit_soon(q);
+    rg->flush_pending = 0;
+    unsigned submit = nc_ring_unsubmitted(&rg->r);
     nc_unlock_q(q);
     if (submit)
-        nc_ring_enter(&st->r, submit, 0, 0, -1);
+        nc_ring_enter(&rg->r, submit, 0, 0, -1);
     nc_lock(&q->lock);
     check_closing(q);
     nc_unlock_q(q);
 }
 
-/* No lock: a NOP whose completion ends a thread's wait. */
+/* No lock: a NOP whose completion ends the wait of a thread asleep in its
+ * ring (ring 0 if none is: whoever waits next reaps it). */
 static void ur_wake(nc_queue *q)
 {
     ur_state *st = STATE(q);
-    nc_lock(&st->r.sq_lock);
-    nc_sqe *e = nc_ring_sqe(&st->r);
+    int n = __atomic_load_n(&st->nrings, __ATOMIC_ACQUIRE), pick = 0;
+    for (int i = 0; i < n; i++)
+        if (__atomic_load_n(&st->rings[i].sleepers, __ATOMIC_RELAXED) > 0) {
+            pick = i;
+            break;
+        }
+    if (__atomic_load_n(&st->rings[pick].bell, __ATOMIC_ACQUIRE)) {
+        ur_kick(q, NULL, (unsigned)(MAX_RINGS + pick));
+        return;
+    }
+    nc_ring *r = &st->rings[pick].r;
+    nc_lock(&r->sq_lock);
+    nc_sqe *e = nc_ring_sqe(r);
     if (e) {
         e->opcode = NC_OP_U_NOP;
         e->user_data = UD_WAKE;
-        nc_ring_publish(&st->r);
+        nc_ring_publish(r);
     }
-    unsigned submit = nc_ring_unsubmitted(&st->r);
-    nc_unlock(&st->r.sq_lock);
-    nc_ring_enter(&st->r, submit, 0, 0, -1);
+    unsigned submit = nc_ring_unsubmitted(r);
+    nc_unlock(&r->sq_lock);
+    nc_ring_enter(r, submit, 0, 0, -1);
 }
 
 static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_op *op)
@@ -1009,7 +1372,7 @@ static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     nc_lock(&q->lock);
     nc_handle *h = q->closing ? NULL : nc_handle_new(q, fd, NC_CONNECTING);
-    ur_handle *hs = h ? new_hstate(h) : NULL;
+    ur_handle *hs = h ? new_hstate(q, h) : NULL;
     if (hs && !(hs->addr = malloc(sizeof *hs->addr))) {
         nc_handle_close(q, h); /* closes fd */
         nc_unlock_q(q);
@@ -1038,7 +1401,10 @@ static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_
 static void ur_stats(nc_queue *q, nc_stats *out)
 {
     ur_state *st = STATE(q);
-    out->cq_overflow = st->overflows + (long)__atomic_load_n(st->r.cq_koverflow, __ATOMIC_RELAXED);
+    out->rings = st->nrings;
+    for (int i = 0; i < st->nrings; i++)
+        out->cq_overflow += st->rings[i].overflows +
+                            (long)__atomic_load_n(st->rings[i].r.cq_koverflow, __ATOMIC_RELAXED);
 }
 
 static void ur_destroy(nc_queue *q)
@@ -1046,36 +1412,46 @@ static void ur_destroy(nc_queue *q)
     ur_state *st = STATE(q);
     if (!st)
         return;
-    if (st->r.sqes && st->inflight > 0) {
+    if (st->inflight > 0) {
         /* Every handle is closed; the kernel may still write into our
          * buffers until each request has ended, so cancel them all and
          * wait for the ends (as IOCP's drain does). */
-        nc_lock(&st->r.sq_lock);
-        nc_sqe *e = nc_ring_sqe(&st->r);
-        if (e) {
-            e->opcode = NC_OP_U_ASYNC_CANCEL;
-            e->op_flags = NC_CANCEL_ANY | NC_CANCEL_ALL;
-            e->fd = -1;
-            e->user_data = UD_CANCEL;
-            nc_ring_publish(&st->r);
+        for (int i = 0; i < st->nrings; i++) {
+            nc_ring *r = &st->rings[i].r;
+            nc_lock(&r->sq_lock);
+            nc_sqe *e = nc_ring_sqe(r);
+            if (e) {
+                e->opcode = NC_OP_U_ASYNC_CANCEL;
+                e->op_flags = NC_CANCEL_ANY | NC_CANCEL_ALL;
+                e->fd = -1;
+                e->user_data = UD_CANCEL;
+                nc_ring_publish(r);
+            }
+            nc_unlock(&r->sq_lock);
         }
-        nc_unlock(&st->r.sq_lock);
         uint64_t give_up = nc_now_ms() + DRAIN_LIMIT_MS;
         nc_lock(&q->lock);
         while (st->inflight > 0 && nc_now_ms() < give_up) {
             flush_dirty(q);
-            unsigned submit = nc_ring_unsubmitted(&st->r);
+            unsigned submit[MAX_RINGS];
+            long held[MAX_RINGS];
+            for (int i = 0; i < st->nrings; i++) {
+                submit[i] = nc_ring_unsubmitted(&st->rings[i].r);
+                held[i] = st->rings[i].inflight;
+            }
             nc_unlock_q(q);
-            nc_ring_enter(&st->r, submit, 1, 1, 100);
+            for (int i = 0; i < st->nrings; i++)
+                if (submit[i] || held[i])
+                    nc_ring_enter(&st->rings[i].r, submit[i], 1, held[i] > 0, st->nrings > 1 ? 20 : 100);
             nc_lock(&q->lock);
             check_closing(q);
-            reap(q);
+            reap(q, -1);
         }
         long left = st->inflight;
         nc_unlock_q(q);
         if (left > 0) {
             /* Freeing now could let the kernel write into freed memory;
-             * leaking the ring and its buffers is the lesser harm. */
+             * leaking the rings and their buffers is the lesser harm. */
             q->be_state = NULL;
             return;
         }
@@ -1089,7 +1465,8 @@ static void ur_destroy(nc_queue *q)
         nc_handle_unref(q, h);
     }
     nc_unlock_q(q);
-    nc_ring_close(&st->r);
+    for (int i = 0; i < st->nrings; i++)
+        close_ring(&st->rings[i]);
     free(st);
     q->be_state = NULL;
 }
@@ -1112,5 +1489,7 @@ const nc_backend nc_backend_uring = {
     .connect = ur_connect,
     .resume_accept = ur_resume_accept,
     .recycle = ur_recycle,
+    .leave = ur_leave,
+    .home = ur_home,
     .stats = ur_stats,
 };

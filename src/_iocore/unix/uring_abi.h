@@ -27,6 +27,7 @@
 #define NC_FEAT_SINGLE_MMAP (1u << 0)
 #define NC_FEAT_NODROP (1u << 1)
 #define NC_FEAT_FAST_POLL (1u << 5)
+#define NC_POLL_ADD_MULTI 1u /* POLL_ADD's len: multishot */
 #define NC_FEAT_EXT_ARG (1u << 8)
 
 /* io_uring_enter(2) flags */
@@ -46,6 +47,7 @@
 /* Opcodes (io_uring_sqe.opcode) */
 enum {
     NC_OP_U_NOP = 0,
+    NC_OP_U_POLL_ADD = 6,
     NC_OP_U_SENDMSG = 9,
     NC_OP_U_ACCEPT = 13,
     NC_OP_U_ASYNC_CANCEL = 14,

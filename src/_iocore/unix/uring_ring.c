@@ -39,7 +39,7 @@ static const struct {
 } needed_ops[] = {
     {NC_OP_U_NOP, "NOP"},         {NC_OP_U_SENDMSG, "SENDMSG"}, {NC_OP_U_ACCEPT, "ACCEPT"},
     {NC_OP_U_ASYNC_CANCEL, "ASYNC_CANCEL"}, {NC_OP_U_CONNECT, "CONNECT"}, {NC_OP_U_SEND, "SEND"},
-    {NC_OP_U_RECV, "RECV"},       {NC_OP_U_SHUTDOWN, "SHUTDOWN"},
+    {NC_OP_U_RECV, "RECV"},       {NC_OP_U_SHUTDOWN, "SHUTDOWN"}, {NC_OP_U_POLL_ADD, "POLL_ADD"},
 };
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
