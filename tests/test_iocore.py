@@ -734,6 +734,8 @@ def test_four_threads_two_hundred_connections_every_byte_counted(q):
     # Each thread that ended left the queue (its exit hook runs a moment
     # after join() returns).
     assert wait_until(lambda: q.stats()["waiters"] == 0)
+    # On io_uring each waiter thread had a ring of its own.
+    assert q.stats()["rings"] == (4 if q.backend == "uring" else 0)
 
 
 def test_a_thread_that_leaves_frees_its_batch_for_others(q):

@@ -46,11 +46,13 @@ class Running:
 # (io_uring, poll), with each interface.
 INTERFACES = ("native", "wsgi", "asgi")
 _OTHER_BACKENDS = [b for b in iocore.backends()[1:] if b != "iocp"]
-# And with several I/O threads on one queue (native and WSGI; ASGI has one).
+# And with several I/O threads on one queue (native and WSGI; ASGI has one),
+# also on io_uring, where each I/O thread gets a ring of its own.
 VARIANTS = (("native", "netcore", "auto", 1), ("wsgi", "netcore", "auto", 1),
             ("asgi", "netcore", "auto", 1), ("native", "httptools", "auto", 1),
             *((i, "netcore", b, 1) for b in _OTHER_BACKENDS for i in INTERFACES),
-            ("native", "netcore", "auto", 3), ("wsgi", "netcore", "auto", 3))
+            ("native", "netcore", "auto", 3), ("wsgi", "netcore", "auto", 3),
+            *((i, "netcore", "uring", 3) for i in ("native", "wsgi") if "uring" in _OTHER_BACKENDS))
 
 
 def _variant_id(variant: tuple) -> str:

@@ -1230,6 +1230,64 @@ static int test_thread_exit_gives_batch_back(void)
     return finish(q);
 }
 
+/* A thread that waited once (on io_uring: it has a ring of its own) starts
+ * I/O on a connection and then stays away from nc_wait without leaving:
+ * the completions still reach a thread that waits, whether that one went to
+ * sleep before the I/O started or after. */
+typedef struct away_waiter {
+    nc_queue *q;
+    nc_id c, s;
+    int delay_ms, started, release, rc;
+} away_waiter;
+
+static void start_then_stay_away(void *arg)
+{
+    away_waiter *a = arg;
+    nc_event ev;
+    t_sleep_ms(a->delay_ms);
+    a->rc = nc_wait(a->q, &ev, 1, 0);
+    nc_buf b = {"hello", 5};
+    if (a->rc >= 0)
+        a->rc = nc_recv(a->q, a->s, 16, &tag_recv);
+    if (a->rc >= 0)
+        a->rc = nc_send(a->q, a->c, &b, 1, &tag_send);
+    __atomic_store_n(&a->started, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&a->release, __ATOMIC_SEQ_CST))
+        t_sleep_ms(5);
+}
+
+static int test_away_thread_io_still_delivered(void)
+{
+    for (int sleeper_first = 0; sleeper_first < 2; sleeper_first++) {
+        nc_queue *q;
+        nc_id lst, c, s;
+        CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+        nc_leave(q); /* this thread's setup batch held c and s */
+        away_waiter a = {q, c, s, sleeper_first ? 200 : 0, 0, 0, 0};
+        t_thread t;
+        CHECK(t_thread_start(&t, start_then_stay_away, &a) == 0, "thread");
+        while (!sleeper_first && !__atomic_load_n(&a.started, __ATOMIC_SEQ_CST))
+            t_sleep_ms(1);
+        int got_send = 0, got_recv = 0;
+        for (int i = 0; i < 2; i++) {
+            nc_event ev;
+            CHECK(next_event(q, &ev, 5000) == 1, "sleeper_first=%d: event %d did not come", sleeper_first, i);
+            CHECK(ev.status == 0, "status %d", ev.status);
+            got_send += ev.op == NC_OP_SEND;
+            got_recv += ev.op == NC_OP_RECV && ev.nbytes == 5;
+        }
+        CHECK(a.started && a.rc == 0, "the away thread's calls: %d", a.rc);
+        CHECK(got_send == 1 && got_recv == 1, "send %d recv %d", got_send, got_recv);
+        __atomic_store_n(&a.release, 1, __ATOMIC_SEQ_CST);
+        t_thread_join(t);
+        nc_close(q, c);
+        nc_close(q, s);
+        nc_close(q, lst);
+        CHECK(finish(q) == 0, "finish");
+    }
+    return 0;
+}
+
 /* A batch never holds a listener: while one thread sits on an accepted
  * connection, another gets the next accept at once. */
 typedef struct parked_waiter {
@@ -1349,6 +1407,7 @@ static const t_case cases[] = {
     {"full_batch_wakes_another", test_full_batch_wakes_another, 60},
     {"thread_exit_gives_batch_back", test_thread_exit_gives_batch_back, 30},
     {"listener_never_held", test_listener_never_held, 30},
+    {"away_thread_io_still_delivered", test_away_thread_io_still_delivered, 30},
 #ifdef _WIN32
     {"win_error_map", test_win_error_map, 10},
 #endif

@@ -462,19 +462,27 @@ static void cover(nc_queue *q, int j)
     }
 }
 
-/* Lock held, about to sleep in ring k: it watches every uncovered ring. */
-static void watch_others(ur_state *st, int k)
+/* Lock held, about to sleep in ring k: it watches every uncovered ring,
+ * and submits what such a ring's thread left unsubmitted (it may be long
+ * before that thread waits again). */
+static void watch_others(nc_queue *q, int k)
 {
-    for (int j = 0; j < st->nrings; j++)
-        if (j != k && uncovered(&st->rings[j]))
-            arm_watch(st, k, j);
+    ur_state *st = STATE(q);
+    for (int j = 0; j < st->nrings; j++) {
+        ur_ring *rg = &st->rings[j];
+        if (j == k || !uncovered(rg))
+            continue;
+        if (nc_ring_unsubmitted(&rg->r))
+            kick_ring(q, j);
+        arm_watch(st, k, j);
+    }
 }
 
 /* Lock held: the SQEs this thread wrote must reach the kernel now, not at
  * the next wait of their ring's thread: this thread is not that one (or
  * not a waiter at all), or another waiter sleeps and this one may not come
  * back soon.  A ring nobody waits in gets watched. */
-static void submit_soon(nc_queue *q)
+static void submit_rings(nc_queue *q, int own_later)
 {
     ur_state *st = STATE(q);
     int mine = -2;
@@ -486,10 +494,23 @@ static void submit_soon(nc_queue *q)
             continue;
         if (mine == -2)
             mine = my_ring(q);
-        if (q->sleepers > 0 || i != mine)
+        if (i != mine || (q->sleepers > 0 && !own_later))
             kick_ring(q, i);
         cover(q, i);
     }
+}
+
+static void submit_soon(nc_queue *q)
+{
+    submit_rings(q, 0);
+}
+
+/* Lock held, in this thread's wait: what it wrote to other rings (re-arms
+ * while reaping or receiving for their connections) goes out now; its own
+ * ring's SQEs go with its next io_uring_enter. */
+static void submit_others(nc_queue *q)
+{
+    submit_rings(q, 1);
 }
 
 /* 0 or a negative errno; close_ring either way. */
@@ -568,12 +589,13 @@ static void ur_leave(nc_queue *q, nc_waiter *w)
 }
 
 /* A connection's completions are for the thread of its ring, so that its
- * requests are submitted from there (see "Rings"). */
+ * requests are submitted from there (see "Rings").  A listener's accepts
+ * are for whichever thread is free: the connection then goes to its ring. */
 static nc_waiter *ur_home(nc_queue *q, const nc_handle *h)
 {
     ur_state *st = STATE(q);
     const ur_handle *hs = HS(h);
-    return st->nrings > 1 && hs ? st->rings[hs->ring].owner : NULL;
+    return st->nrings > 1 && hs && h->kind != NC_LISTENER ? st->rings[hs->ring].owner : NULL;
 }
 
 /* Lock held: h's next requests go to the ring of the thread starting them,
@@ -1236,6 +1258,7 @@ static void ur_perform(nc_queue *q, nc_waiter *w)
     }
     if (st->nobuf && buffers_given(st) != given)
         buffers_back(q);
+    submit_others(q);
 }
 
 /* Completions for a thread in ring k's wait to reap. */
@@ -1255,6 +1278,7 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
     int rc = 0;
     rg->inpoll++;
     flush_dirty(q);
+    submit_others(q);
     for (int round = 0;; round++) {
         unsigned submit = nc_ring_unsubmitted(&rg->r);
         int ready = cq_ready(st, k);
@@ -1267,7 +1291,7 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
             if (min) {
                 if (st->nrings > 1 && !rg->bell)
                     arm_bell(st, k);
-                watch_others(st, k);
+                watch_others(q, k);
                 submit = nc_ring_unsubmitted(&rg->r);
                 __atomic_add_fetch(&rg->sleepers, 1, __ATOMIC_RELAXED);
                 w->polling = 0; /* what is for it may go to others meanwhile */
@@ -1300,6 +1324,7 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
             break;
         }
     }
+    submit_others(q);
     rg->inpoll--;
     cover(q, k); /* its completions until this thread is back */
     return rc;
