@@ -35,10 +35,12 @@ NOTES = """
 Notes:
 - Only the repetitions marked quiet had the machine to themselves; the medians over all
   repetitions measure the other jobs as much as the core.
-- io_uring: one ring per queue is shared by the waiters, and the kernel serializes work on a
-  ring under its mutex (`ctx->uring_lock`: submissions, and the completion work each thread
-  runs for what it submitted); `perf` puts ~30% of the CPU of a 2-thread run in
-  `mutex_spin_on_owner`.  More threads on one ring cannot scale; a ring per waiter would.
+- io_uring: each waiter thread has a ring of its own (the kernel serializes a ring's
+  submissions and completion work under its mutex, `ctx->uring_lock`: with one ring shared,
+  2 threads measured 0.94x of 1 and `perf` put ~30-40% of their CPU in
+  `mutex_spin_on_owner`).  Each thread waits once before starting its share of the
+  connections, so they live on its ring.  With 4 threads on 2 CPUs the threads outnumber the
+  cores and each one's ring waits for it while it is descheduled.
 - iocp is Wine's: its completion ports go through wineserver round trips, so a single
   thread waits most of the time and more threads overlap the waits; it says nothing about
   Windows.

@@ -210,15 +210,25 @@ void nc_op_attach(nc_handle *h, nc_opq *qq, nc_op *op)
 /* Work on a connection some batch holds is for its holder alone, which
  * looks at it on its next nc_wait(): waking anyone else would only make
  * them re-queue it and wake the next sleeper, round and round. */
-static int for_holder_only(const nc_handle *h)
+/* h's home waiter (be->home), if it is polling: it takes h's work itself. */
+static int home_polling(nc_queue *q, const nc_handle *h, const nc_waiter *w)
 {
-    return h && h->holder;
+    if (!h || !q->be->home)
+        return 0;
+    nc_waiter *home = q->be->home(q, h);
+    return home && home != w && home->polling;
+}
+
+/* Work for h needs no sleeper woken: a batch holds h, or its home polls. */
+static int for_holder_only(nc_queue *q, const nc_handle *h)
+{
+    return h && (h->holder || home_polling(q, h, NULL));
 }
 
 static void push_done(nc_queue *q, nc_op *op)
 {
     nc_opq_push(&q->done, op);
-    if (!for_holder_only(op->owner))
+    if (!for_holder_only(q, op->owner))
         nc_wake_one(q);
 }
 
@@ -297,7 +307,7 @@ void nc_mark_ready(nc_queue *q, nc_handle *h)
         q->ready_head = h;
     q->ready_tail = h;
     q->nready++;
-    if (!for_holder_only(h))
+    if (!for_holder_only(q, h))
         nc_wake_one(q);
 }
 
@@ -372,15 +382,10 @@ static int held_by_other(const nc_handle *h, const nc_waiter *w)
     return h && h->holder && h->holder != w;
 }
 
-/* ... or h's home waiter (be->home) is polling and will take them. */
+/* ... or h's home waiter is polling and will take them. */
 static int for_other(nc_queue *q, const nc_handle *h, const nc_waiter *w)
 {
-    if (held_by_other(h, w))
-        return 1;
-    if (!h || !q->be->home)
-        return 0;
-    nc_waiter *home = q->be->home(q, h);
-    return home && home != w && home->polling;
+    return held_by_other(h, w) || home_polling(q, h, w);
 }
 
 char *nc_arena_take(nc_waiter *w, size_t want, size_t *len)
@@ -565,6 +570,8 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     }
     release_held(q, w);
     w->polling = 1;
+    if (q->be->wait_begin)
+        q->be->wait_begin(q, w);
     w->arena_used = 0;
     w->out = events;
     w->nout = 0;
@@ -598,6 +605,8 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     /* A full batch may leave work nobody holds: hand it to a sleeper, or
      * it waits for this thread's next call. */
     w->polling = 0;
+    if (q->be->wait_end)
+        q->be->wait_end(q, w);
     if (has_work(q, NULL))
         nc_wake_one(q);
     int n = w->nout;

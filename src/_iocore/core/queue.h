@@ -162,6 +162,10 @@ typedef struct nc_backend {
      * NULL.  A backend with this hook clears w->polling while it blocks.
      * May be NULL. */
     nc_waiter *(*home)(nc_queue *q, const nc_handle *h);
+    /* Lock held: w's nc_wait call begins (may drop the lock; before the
+     * core looks for work) and ends (before it returns).  May be NULL. */
+    void (*wait_begin)(nc_queue *q, nc_waiter *w);
+    void (*wait_end)(nc_queue *q, nc_waiter *w);
     /* Lock held: w stops waiting (nc_leave, or its thread ended). May be NULL. */
     void (*leave)(nc_queue *q, nc_waiter *w);
     /* Lock held: add the backend's counters. May be NULL. */

@@ -196,14 +196,12 @@ static void on_thread_exit(void *arg)
         nc_queue *q = __atomic_load_n(&w->q, __ATOMIC_ACQUIRE);
         if (q) {
             nc_lock(&q->lock);
-            /* What it held may be another waiter's now.  No deferred
-             * work here: this thread's record is going away. */
-            int wake = nc_waiter_drop(q, w) && q->sleepers > 0 && !q->wake_pending;
-            if (wake)
-                q->wake_pending = 1;
-            nc_unlock(&q->lock);
-            if (wake)
-                q->be->wake(q);
+            /* What it held may be another waiter's now. */
+            if (nc_waiter_drop(q, w))
+                nc_wake_one(q);
+            /* Runs what that deferred (a wake, a backend's kick or a
+             * release) before the record goes. */
+            nc_unlock_q(q);
         }
         free(w);
     }

@@ -70,6 +70,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SQ_ENTRIES 1024
@@ -81,6 +82,7 @@
 #define RECV_BUFFERED_MAX (128 * 1024) /* per connection: then pause */
 #define DRAIN_LIMIT_MS 10000
 #define MAX_RINGS 8              /* waiter threads past it share (NETCORE_URING_RINGS) */
+#define AWAY_MS 5                /* then other threads take over a ring (see away()) */
 
 /* user_data of SQEs whose completion carries nothing */
 #define UD_WAKE 1
@@ -150,9 +152,11 @@ typedef struct ur_ring {
     nc_ring r;
     int waiters;            /* waiter threads it serves */
     nc_waiter *owner;       /* the first of them: its connections' home */
-    int inpoll;             /* of them, inside ur_poll (they reap it) */
+    int inwait;             /* of them, inside nc_wait (they reap it) */
     int sleepers;           /* of them, blocked in it (read unlocked by ur_wake) */
-    int watcher;            /* ring whose armed poll watches this one, or -1 */
+    uint64_t sleep_until;   /* when the latest of them wakes at the latest (ms) */
+    uint64_t left_at;       /* when a thread of it last left nc_wait (ms) */
+    unsigned watching;      /* rings its armed polls watch (bit i: ring i's fd) */
     int flush_pending;      /* a submitting kick is deferred */
     int efd;                /* its bell: an eventfd its multishot poll watches */
     int bell;               /* that poll is armed (read unlocked by ur_wake) */
@@ -403,18 +407,39 @@ static int arm_watch(ur_state *st, int from, int j)
     nc_unlock(&f->r.sq_lock);
     if (!e)
         return 0;
-    st->rings[j].watcher = from;
+    f->watching |= 1u << j;
     f->inflight++;
     st->inflight++;
     return 1;
 }
 
-/* Ring j may get completions that no thread in a wait will reap: its
- * threads are busy elsewhere, or gone.  (Its bell is not one: it is only
- * for a thread asleep in it.) */
-static int uncovered(const ur_ring *rg)
+/* Ring j has work the kernel may finish: requests (its bell aside, which
+ * is only for a thread asleep in it), completions, or SQEs not submitted. */
+static int has_kernel_work(const ur_ring *rg)
 {
-    return !rg->inpoll && rg->watcher < 0 && (rg->inflight > rg->bell || nc_ring_cq_ready(&rg->r));
+    return rg->inflight > rg->bell || nc_ring_cq_ready(&rg->r) || nc_ring_unsubmitted(&rg->r);
+}
+
+/* Ring j's threads have been out of nc_wait long enough (or it has none)
+ * that other threads take over its completions.  Until then they leave
+ * them to it: taking another thread's connections makes both threads use
+ * both rings, and their mutexes. */
+static int away(const ur_ring *rg, uint64_t now)
+{
+    return !rg->inwait && (!rg->waiters || now - rg->left_at >= AWAY_MS);
+}
+
+/* Ring j is away with work, and no poll on its fd sits in a ring that a
+ * thread waits in. */
+static int uncovered(const ur_state *st, int j, uint64_t now)
+{
+    const ur_ring *rg = &st->rings[j];
+    if (!away(rg, now) || !has_kernel_work(rg))
+        return 0;
+    for (int m = 0; m < st->nrings; m++)
+        if (st->rings[m].inwait && (st->rings[m].watching & (1u << j)))
+            return 0;
+    return 1;
 }
 
 /* Lock held, about to sleep in ring k: its bell goes on, so that other
@@ -441,41 +466,70 @@ static void arm_bell(ur_state *st, int k)
     }
 }
 
-/* Lock held: if ring j is uncovered, wake a sleeping thread to watch it
- * (else the next thread to sleep will: watch_others). */
+/* Lock held: ring j's thread left nc_wait with work in the kernel.  A
+ * thread asleep until later than j's grace ends is woken to look again
+ * (watch_others), unless another sleeper will wake by then anyway. */
 static void cover(nc_queue *q, int j)
 {
     ur_state *st = STATE(q);
-    if (st->nrings < 2 || !uncovered(&st->rings[j]))
+    if (st->nrings < 2 || !has_kernel_work(&st->rings[j]))
         return;
+    uint64_t by = nc_now_ms() + AWAY_MS + 1;
+    int late = -1;
     for (int m = 0; m < st->nrings; m++) {
         ur_ring *rg = &st->rings[m];
         if (m == j || rg->sleepers == 0)
             continue;
-        if (rg->bell) {
-            if (nc_defer_kick(q, NULL, (unsigned)(MAX_RINGS + m)) == 0)
-                return;
-        } else if (arm_watch(st, m, j)) {
-            kick_ring(q, m); /* it must reach the kernel for the sleeper */
+        if (rg->sleep_until <= by)
             return;
-        }
+        late = m;
     }
+    if (late < 0)
+        return; /* nobody sleeps: the next to sleep looks (watch_others) */
+    ur_ring *rg = &st->rings[late];
+    rg->sleep_until = 0; /* (woken already) */
+    if (rg->bell && nc_defer_kick(q, NULL, (unsigned)(MAX_RINGS + late)) == 0)
+        return;
+    /* No bell (it fell asleep while there was one ring): a NOP wakes it. */
+    nc_lock(&rg->r.sq_lock);
+    nc_sqe *e = nc_ring_sqe(&rg->r);
+    if (e) {
+        e->opcode = NC_OP_U_NOP;
+        e->user_data = UD_WAKE;
+        nc_ring_publish(&rg->r);
+    }
+    nc_unlock(&rg->r.sq_lock);
+    kick_ring(q, late);
 }
 
-/* Lock held, about to sleep in ring k: it watches every uncovered ring,
- * and submits what such a ring's thread left unsubmitted (it may be long
- * before that thread waits again). */
-static void watch_others(nc_queue *q, int k)
+/* Lock held, about to sleep in ring k until `until`: it submits what away
+ * rings' threads left unsubmitted (they may not wait again for long) and
+ * watches each uncovered one.  Returns how long it may sleep at most, for
+ * a ring whose thread left recently with work and may not come back
+ * (-1: no limit). */
+static int watch_others(nc_queue *q, int k)
 {
     ur_state *st = STATE(q);
+    uint64_t now = nc_now_ms();
+    int limit = -1;
     for (int j = 0; j < st->nrings; j++) {
         ur_ring *rg = &st->rings[j];
-        if (j == k || !uncovered(rg))
+        if (j == k || rg->inwait)
             continue;
+        if (!away(rg, now)) {
+            if (has_kernel_work(rg)) {
+                int left = (int)(rg->left_at + AWAY_MS - now) + 1;
+                if (limit < 0 || left < limit)
+                    limit = left;
+            }
+            continue;
+        }
         if (nc_ring_unsubmitted(&rg->r))
             kick_ring(q, j);
-        arm_watch(st, k, j);
+        if (uncovered(st, j, now) && !(st->rings[k].watching & (1u << j)))
+            arm_watch(st, k, j);
     }
+    return limit;
 }
 
 /* Lock held: the SQEs this thread wrote must reach the kernel now, not at
@@ -486,7 +540,7 @@ static void submit_rings(nc_queue *q, int own_later)
 {
     ur_state *st = STATE(q);
     int mine = -2;
-    unsigned written = st->written;
+    unsigned written = st->nrings == 1 ? 1u : st->written; /* (one ring: as ever) */
     st->written = 0;
     for (int i = 0; i < st->nrings; i++) {
         ur_ring *rg = &st->rings[i];
@@ -494,7 +548,9 @@ static void submit_rings(nc_queue *q, int own_later)
             continue;
         if (mine == -2)
             mine = my_ring(q);
-        if (i != mine || (q->sleepers > 0 && !own_later))
+        /* Its own ring, with several: at its next wait, or by a sleeper
+         * once it is away (watch_others). */
+        if (i != mine || (q->sleepers > 0 && !own_later && st->nrings == 1))
             kick_ring(q, i);
         cover(q, i);
     }
@@ -517,7 +573,6 @@ static void submit_others(nc_queue *q)
 static int open_ring(ur_ring *rg)
 {
     memset(rg, 0, sizeof *rg);
-    rg->watcher = -1;
     int rc = nc_ring_open(&rg->r, (unsigned)nc_ring_env("NETCORE_URING_ENTRIES", SQ_ENTRIES), CQ_FACTOR,
                           (unsigned)nc_ring_env("NETCORE_URING_BUFFERS", BUF_COUNT), BUF_SIZE);
     rg->efd = rc < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -532,18 +587,25 @@ static void close_ring(ur_ring *rg)
     rg->efd = -1;
 }
 
-/* Lock held: this thread's waiter has no ring yet: a ring nobody serves,
- * else a new one (opened with the lock dropped), else the least busy. */
+/* Lock held: the ring of this thread's waiter.  The first time: a ring
+ * nobody serves, else a new one (opened with the lock dropped), else the
+ * least busy. */
 static int ring_of(nc_queue *q, nc_waiter *w)
 {
     ur_state *st = STATE(q);
     if (w->be_slot)
         return w->be_slot - 1;
+    while (st->opening) { /* another thread opens a ring: see what it gets */
+        nc_unlock_q(q);
+        struct timespec pause = {0, 200000};
+        nanosleep(&pause, NULL);
+        nc_lock(&q->lock);
+    }
     int pick = -1;
     for (int i = 0; i < st->nrings && pick < 0; i++)
         if (st->rings[i].waiters == 0)
             pick = i;
-    if (pick < 0 && st->nrings < st->max_rings && !st->opening) {
+    if (pick < 0 && st->nrings < st->max_rings) {
         int n = st->nrings;
         ur_ring *rg = &st->rings[n];
         st->opening = 1;
@@ -558,8 +620,6 @@ static int ring_of(nc_queue *q, nc_waiter *w)
         } else {
             __atomic_store_n(&st->nrings, n + 1, __ATOMIC_RELEASE);
         }
-        if (w->be_slot) /* (cannot happen: one thread per waiter) */
-            return w->be_slot - 1;
         if (rc == 0)
             pick = n;
     }
@@ -915,7 +975,7 @@ static void on_cqe(nc_queue *q, int i, const nc_cqe *c)
         return;
     }
     if (c->user_data >= UD_WATCH && c->user_data < UD_WATCH + MAX_RINGS) {
-        st->rings[c->user_data - UD_WATCH].watcher = -1; /* reap() looks at that ring */
+        st->rings[i].watching &= ~(1u << (c->user_data - UD_WATCH)); /* reap() looks at it */
         st->rings[i].inflight--;
         st->inflight--;
         return;
@@ -982,7 +1042,7 @@ static void reap_ring(nc_queue *q, int i)
  * has nothing (taking another thread's connections costs both threads). */
 static int reaps(const ur_state *st, int k, int i)
 {
-    return k < 0 || i == k || (!st->rings[i].inpoll && !nc_ring_cq_ready(&st->rings[k].r));
+    return k < 0 || i == k || (away(&st->rings[i], nc_now_ms()) && !nc_ring_cq_ready(&st->rings[k].r));
 }
 
 /* Lock held: the completions of the rings reaps(k) allows. */
@@ -996,8 +1056,9 @@ static void reap(nc_queue *q, int k)
     int own = k >= 0 && nc_ring_cq_ready(&st->rings[k].r);
     if (own)
         reap_ring(q, k);
+    uint64_t now = own || st->nrings < 2 ? 0 : nc_now_ms();
     for (int i = 0; i < st->nrings; i++)
-        if (i != k && (k < 0 || (!own && !st->rings[i].inpoll)))
+        if (i != k && (k < 0 || (!own && away(&st->rings[i], now))))
             reap_ring(q, i);
     st->reaping = 0;
     if (st->nobuf && buffers_given(st) != given)
@@ -1270,13 +1331,32 @@ static int cq_ready(const ur_state *st, int k)
     return 0;
 }
 
+/* A thread's wait begins: its ring (made now if need be) is in a wait. */
+static void ur_wait_begin(nc_queue *q, nc_waiter *w)
+{
+    STATE(q)->rings[ring_of(q, w)].inwait++;
+}
+
+/* ... and ends: its ring, and those its polls watch, are left to others
+ * until it is back. */
+static void ur_wait_end(nc_queue *q, nc_waiter *w)
+{
+    ur_state *st = STATE(q);
+    int k = w->be_slot - 1;
+    if (--st->rings[k].inwait == 0)
+        st->rings[k].left_at = nc_now_ms();
+    cover(q, k);
+    for (int j = 0; j < st->nrings; j++)
+        if (st->rings[k].watching & (1u << j))
+            cover(q, j);
+}
+
 static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
 {
     ur_state *st = STATE(q);
-    int k = ring_of(q, w);
+    int k = w->be_slot - 1;
     ur_ring *rg = &st->rings[k];
     int rc = 0;
-    rg->inpoll++;
     flush_dirty(q);
     submit_others(q);
     for (int round = 0;; round++) {
@@ -1288,10 +1368,18 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
             /* One system call submits the batch and waits. */
             unsigned min = ready || rg->overflowing || round ? 0 : timeout_ms != 0;
             rg->flush_pending = 0;
-            if (min) {
-                if (st->nrings > 1 && !rg->bell)
+            if (min && st->nrings > 1) {
+                if (!rg->bell)
                     arm_bell(st, k);
-                watch_others(q, k);
+                int limit = watch_others(q, k);
+                if (limit >= 0 && (timeout_ms < 0 || limit < timeout_ms))
+                    timeout_ms = limit;
+            }
+            if (min) {
+                /* (a ring opened later may need to know: cover()) */
+                uint64_t until = timeout_ms < 0 ? UINT64_MAX : nc_now_ms() + (uint64_t)timeout_ms;
+                if (rg->sleepers == 0 || until > rg->sleep_until)
+                    rg->sleep_until = until;
                 submit = nc_ring_unsubmitted(&rg->r);
                 __atomic_add_fetch(&rg->sleepers, 1, __ATOMIC_RELAXED);
                 w->polling = 0; /* what is for it may go to others meanwhile */
@@ -1325,8 +1413,6 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
         }
     }
     submit_others(q);
-    rg->inpoll--;
-    cover(q, k); /* its completions until this thread is back */
     return rc;
 }
 
@@ -1515,6 +1601,8 @@ const nc_backend nc_backend_uring = {
     .resume_accept = ur_resume_accept,
     .recycle = ur_recycle,
     .leave = ur_leave,
+    .wait_begin = ur_wait_begin,
+    .wait_end = ur_wait_end,
     .home = ur_home,
     .stats = ur_stats,
 };
