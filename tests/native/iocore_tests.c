@@ -1288,6 +1288,104 @@ static int test_away_thread_io_still_delivered(void)
     return 0;
 }
 
+/* A timer started while one waiter sleeps briefly and another for long:
+ * the brief one leaves before it is due, so the long one must be told. */
+typedef struct timed_waiter {
+    nc_queue *q;
+    int timeout_ms, ready, go, n, op;
+    uint64_t at;
+} timed_waiter;
+
+static void wait_when_told(void *arg)
+{
+    timed_waiter *w = arg;
+    nc_event ev;
+    nc_wait(w->q, &ev, 1, 0); /* a waiter now (on io_uring: with its ring) */
+    __atomic_store_n(&w->ready, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&w->go, __ATOMIC_SEQ_CST))
+        t_sleep_ms(1);
+    w->n = nc_wait(w->q, &ev, 1, w->timeout_ms);
+    w->op = w->n == 1 ? ev.op : 0;
+    w->at = t_now_ms();
+}
+
+static int test_timer_reaches_the_long_sleeper(void)
+{
+    nc_queue *q;
+    CHECK_OK(new_queue(&q));
+    timed_waiter w[2] = {{q, 150, 0, 0, 0, 0, 0}, {q, 4000, 0, 0, 0, 0, 0}};
+    t_thread t[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK(t_thread_start(&t[i], wait_when_told, &w[i]) == 0, "thread");
+        while (!__atomic_load_n(&w[i].ready, __ATOMIC_SEQ_CST))
+            t_sleep_ms(1);
+    }
+    for (int i = 0; i < 2; i++)
+        __atomic_store_n(&w[i].go, 1, __ATOMIC_SEQ_CST);
+    t_sleep_ms(30); /* both asleep */
+    uint64_t t0 = t_now_ms(), id;
+    CHECK_OK(nc_timer_start(q, 0.4, &tag_post, &id));
+    for (int i = 0; i < 2; i++)
+        t_thread_join(t[i]);
+    int who = w[0].op == NC_OP_TIMER ? 0 : 1;
+    CHECK(w[who].op == NC_OP_TIMER, "nobody got the timer (ops %d, %d)", w[0].op, w[1].op);
+    CHECK(w[who].at - t0 < 1500, "the 400 ms timer came after %u ms", (unsigned)(w[who].at - t0));
+    return finish(q);
+}
+
+/* A thread sends from outside nc_wait and stays away; another waits all the
+ * time but never sleeps (there is always work): the send still goes out. */
+typedef struct busy_waiter {
+    nc_queue *q;
+    nc_id s;
+    int ready, go, got_recv;
+} busy_waiter;
+
+static void wait_busily(void *arg)
+{
+    busy_waiter *b = arg;
+    nc_event ev[8];
+    nc_wait(b->q, ev, 8, 0);
+    __atomic_store_n(&b->ready, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&b->go, __ATOMIC_SEQ_CST))
+        t_sleep_ms(1);
+    uint64_t give_up = t_now_ms() + 3000;
+    while (!b->got_recv && t_now_ms() < give_up) {
+        nc_post(b->q, &tag_post); /* work for its next wait: it never sleeps */
+        int n = nc_wait(b->q, ev, 8, 1000);
+        for (int i = 0; i < n; i++)
+            b->got_recv |= ev[i].op == NC_OP_RECV && ev[i].handle == b->s && ev[i].nbytes == 1;
+    }
+}
+
+static int test_busy_waiter_sends_for_an_away_one(void)
+{
+    nc_queue *q;
+    nc_id lst, c, s;
+    CHECK(open_pair(&q, &lst, &c, &s) == 0, "pair");
+    nc_leave(q); /* its setup batch held c and s */
+    busy_waiter b = {q, s, 0, 0, 0};
+    t_thread t;
+    CHECK(t_thread_start(&t, wait_busily, &b) == 0, "thread");
+    while (!__atomic_load_n(&b.ready, __ATOMIC_SEQ_CST))
+        t_sleep_ms(1);
+    nc_event ev;
+    CHECK(nc_wait(q, &ev, 1, 0) >= 0, "wait"); /* this thread is a waiter too */
+    __atomic_store_n(&b.go, 1, __ATOMIC_SEQ_CST);
+    nc_buf x = {"x", 1};
+    CHECK_OK(nc_recv(q, s, 16, &tag_recv));
+    CHECK_OK(nc_send(q, c, &x, 1, &tag_send)); /* and it stays away from nc_wait */
+    t_thread_join(t);
+    CHECK(b.got_recv, "the busy waiter never got the byte the away one sent");
+    nc_close(q, c);
+    nc_close(q, s);
+    nc_close(q, lst);
+    while (next_event(q, &ev, 300) == 1) {
+        /* the send's completion, if the busy waiter left it */
+    }
+    return finish(q);
+}
+
 /* A batch never holds a listener: while one thread sits on an accepted
  * connection, another gets the next accept at once. */
 typedef struct parked_waiter {
@@ -1408,6 +1506,8 @@ static const t_case cases[] = {
     {"thread_exit_gives_batch_back", test_thread_exit_gives_batch_back, 30},
     {"listener_never_held", test_listener_never_held, 30},
     {"away_thread_io_still_delivered", test_away_thread_io_still_delivered, 30},
+    {"timer_reaches_the_long_sleeper", test_timer_reaches_the_long_sleeper, 30},
+    {"busy_waiter_sends_for_an_away_one", test_busy_waiter_sends_for_an_away_one, 30},
 #ifdef _WIN32
     {"win_error_map", test_win_error_map, 10},
 #endif

@@ -537,7 +537,19 @@ static void fire_timers(nc_queue *q, uint64_t now)
 
 /* How long poll() may block: up to the caller's deadline, the next timer
  * or a starved listener's retry; 0 with work in hand. */
-static int poll_timeout(nc_queue *q, int work, int timeout_ms, uint64_t deadline)
+/* The next timer or starved listener's retry, in ms from now (-1: none). */
+static int64_t next_deadline(nc_queue *q, uint64_t now)
+{
+    int64_t tn = nc_timers_next_ms(&q->timers, now);
+    int64_t ts = nc_starve_timeout(q, now);
+    return ts >= 0 && (tn < 0 || ts < tn) ? ts : tn;
+}
+
+/* How long w's poll() may block: up to the caller's deadline, the next
+ * timer or a starved listener's retry; 0 with work in hand.  A waiter that
+ * will be back by the next of the last two is the one to serve it (it
+ * hands that on as it leaves: nc_wait). */
+static int poll_timeout(nc_queue *q, nc_waiter *w, int work, int timeout_ms, uint64_t deadline)
 {
     if (work)
         return 0;
@@ -545,12 +557,11 @@ static int poll_timeout(nc_queue *q, int work, int timeout_ms, uint64_t deadline
     int64_t t = -1;
     if (timeout_ms >= 0)
         t = deadline > now ? (int64_t)(deadline - now) : 0;
-    int64_t tn = nc_timers_next_ms(&q->timers, now);
+    int64_t tn = next_deadline(q, now);
     if (tn >= 0 && (t < 0 || tn < t))
         t = tn;
-    int64_t ts = nc_starve_timeout(q, now);
-    if (ts >= 0 && (t < 0 || ts < t))
-        t = ts;
+    if (tn >= 0)
+        q->deadline_waiter = w;
     return t > 0x7fffffff ? 0x7fffffff : (int)t;
 }
 
@@ -587,7 +598,10 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
             w->skipped_poll = 1;
         } else {
             w->skipped_poll = 0;
-            rc = q->be->poll(q, w, poll_timeout(q, work, timeout_ms, deadline));
+            int t = poll_timeout(q, w, work, timeout_ms, deadline);
+            w->until = t < 0 ? UINT64_MAX : nc_now_ms() + (uint64_t)t;
+            rc = q->be->poll(q, w, t);
+            w->until = 0;
         }
         if (rc < 0)
             break;
@@ -607,6 +621,18 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
     w->polling = 0;
     if (q->be->wait_end)
         q->be->wait_end(q, w);
+    /* It was to serve the next timer or retry, and leaves before it: a
+     * sleeper takes over (it may sleep past it otherwise). */
+    if (q->deadline_waiter == w) {
+        q->deadline_waiter = NULL;
+        uint64_t now = nc_now_ms();
+        int64_t next = next_deadline(q, now);
+        int served = next < 0;
+        for (nc_waiter *x = q->waiters; x && !served; x = x->next)
+            served = x->until && x->until <= now + (uint64_t)next;
+        if (!served)
+            nc_wake_one(q);
+    }
     if (has_work(q, NULL))
         nc_wake_one(q);
     int n = w->nout;
@@ -618,6 +644,8 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
 int nc_waiter_drop(nc_queue *q, nc_waiter *w)
 {
     release_held(q, w);
+    if (q->deadline_waiter == w)
+        q->deadline_waiter = NULL;
     if (q->be->leave)
         q->be->leave(q, w);
     for (nc_waiter **pw = &q->waiters; *pw; pw = &(*pw)->next)

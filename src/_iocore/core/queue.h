@@ -107,6 +107,7 @@ struct nc_waiter {
     int skipped_poll;      /* the last batch was served without polling */
     int be_slot;           /* the backend's: which of its parts serves this thread (0: none) */
     int polling;           /* in nc_wait and not blocked in the OS (see be->home) */
+    uint64_t until;        /* in poll(): when it is back at the latest (ms); else 0 */
 };
 
 typedef struct nc_slot {
@@ -185,6 +186,7 @@ struct nc_queue {
     long nready;           /* handles on the ready list */
     nc_waiter *waiters;
     int sleepers;          /* threads blocked in poll() */
+    nc_waiter *deadline_waiter; /* in nc_wait, to wake by the next timer or retry */
     int wake_pending;      /* a wake() is in flight and not yet consumed */
     nc_timers timers;
     nc_starved starved;    /* listeners out of descriptors */

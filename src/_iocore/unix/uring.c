@@ -502,6 +502,17 @@ static void cover(nc_queue *q, int j)
     kick_ring(q, late);
 }
 
+/* Lock held, in ring k's wait: what away rings' threads left unsubmitted
+ * goes out (a busy thread that never sleeps must do it too). */
+static void kick_away(nc_queue *q, int k)
+{
+    ur_state *st = STATE(q);
+    uint64_t now = nc_now_ms();
+    for (int j = 0; j < st->nrings; j++)
+        if (j != k && !st->rings[j].inwait && away(&st->rings[j], now) && nc_ring_unsubmitted(&st->rings[j].r))
+            kick_ring(q, j);
+}
+
 /* Lock held, about to sleep in ring k until `until`: it submits what away
  * rings' threads left unsubmitted (they may not wait again for long) and
  * watches each uncovered one.  Returns how long it may sleep at most, for
@@ -514,8 +525,19 @@ static int watch_others(nc_queue *q, int k)
     int limit = -1;
     for (int j = 0; j < st->nrings; j++) {
         ur_ring *rg = &st->rings[j];
-        if (j == k || rg->inwait)
+        if (j == k)
             continue;
+        if (rg->inwait) {
+            /* Back in a wait, but busy (it left a moment ago): a sleep to
+             * the end of that grace spares it a bell each time it leaves
+             * (cover() sees this sleeper due then). */
+            if (rg->waiters && now - rg->left_at < AWAY_MS && has_kernel_work(rg)) {
+                int left = (int)(rg->left_at + AWAY_MS - now) + 1;
+                if (limit < 0 || left < limit)
+                    limit = left;
+            }
+            continue;
+        }
         if (!away(rg, now)) {
             if (has_kernel_work(rg)) {
                 int left = (int)(rg->left_at + AWAY_MS - now) + 1;
@@ -1058,8 +1080,11 @@ static void reap(nc_queue *q, int k)
         reap_ring(q, k);
     uint64_t now = own || st->nrings < 2 ? 0 : nc_now_ms();
     for (int i = 0; i < st->nrings; i++)
-        if (i != k && (k < 0 || (!own && away(&st->rings[i], now))))
+        if (i != k && (k < 0 || (!own && away(&st->rings[i], now)))) {
             reap_ring(q, i);
+            if (st->rings[i].overflowing)
+                kick_ring(q, i); /* only an io_uring_enter(GETEVENTS) flushes the kernel's backlog */
+        }
     st->reaping = 0;
     if (st->nobuf && buffers_given(st) != given)
         buffers_back(q);
@@ -1345,10 +1370,19 @@ static void ur_wait_end(nc_queue *q, nc_waiter *w)
     int k = w->be_slot - 1;
     if (--st->rings[k].inwait == 0)
         st->rings[k].left_at = nc_now_ms();
-    cover(q, k);
-    for (int j = 0; j < st->nrings; j++)
-        if (st->rings[k].watching & (1u << j))
+    /* Every ring no thread in a wait covers: its own, those its polls
+     * watched (fired or not), and any whose cover() an earlier leaver
+     * skipped because this thread was to wake soon. */
+    uint64_t now = nc_now_ms();
+    for (int j = 0; j < st->nrings; j++) {
+        if (st->rings[j].inwait)
+            continue;
+        int covered = 0;
+        for (int m = 0; m < st->nrings && !covered; m++)
+            covered = st->rings[m].inwait && (st->rings[m].watching & (1u << j)) && away(&st->rings[j], now);
+        if (!covered)
             cover(q, j);
+    }
 }
 
 static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
@@ -1368,6 +1402,8 @@ static int ur_poll(nc_queue *q, nc_waiter *w, int timeout_ms)
             /* One system call submits the batch and waits. */
             unsigned min = ready || rg->overflowing || round ? 0 : timeout_ms != 0;
             rg->flush_pending = 0;
+            if (!min && st->nrings > 1)
+                kick_away(q, k);
             if (min && st->nrings > 1) {
                 if (!rg->bell)
                     arm_bell(st, k);
@@ -1436,9 +1472,10 @@ static void ur_kick(nc_queue *q, nc_handle *h, unsigned what)
     submit_soon(q);
     rg->flush_pending = 0;
     unsigned submit = nc_ring_unsubmitted(&rg->r);
+    int over = (nc_ring_sq_flags(&rg->r) & NC_SQ_CQ_OVERFLOW) != 0;
     nc_unlock_q(q);
-    if (submit)
-        nc_ring_enter(&rg->r, submit, 0, 0, -1);
+    if (submit || over)
+        nc_ring_enter(&rg->r, submit, over, 0, -1);
     nc_lock(&q->lock);
     check_closing(q);
     nc_unlock_q(q);
