@@ -207,9 +207,6 @@ void nc_op_attach(nc_handle *h, nc_opq *qq, nc_op *op)
     nc_opq_push(qq, op);
 }
 
-/* Work on a connection some batch holds is for its holder alone, which
- * looks at it on its next nc_wait(): waking anyone else would only make
- * them re-queue it and wake the next sleeper, round and round. */
 /* h's home waiter (be->home), if it is polling: it takes h's work itself. */
 static int home_polling(nc_queue *q, const nc_handle *h, const nc_waiter *w)
 {
@@ -219,7 +216,10 @@ static int home_polling(nc_queue *q, const nc_handle *h, const nc_waiter *w)
     return home && home != w && home->polling;
 }
 
-/* Work for h needs no sleeper woken: a batch holds h, or its home polls. */
+/* Work on a connection some batch holds is for its holder alone, which
+ * looks at it on its next nc_wait(), and work for a connection whose home
+ * polls is for that one: waking anyone else would only make them re-queue
+ * it and wake the next sleeper, round and round. */
 static int for_holder_only(nc_queue *q, const nc_handle *h)
 {
     return h && (h->holder || home_polling(q, h, NULL));
@@ -535,8 +535,6 @@ static void fire_timers(nc_queue *q, uint64_t now)
     }
 }
 
-/* How long poll() may block: up to the caller's deadline, the next timer
- * or a starved listener's retry; 0 with work in hand. */
 /* The next timer or starved listener's retry, in ms from now (-1: none). */
 static int64_t next_deadline(nc_queue *q, uint64_t now)
 {
@@ -616,8 +614,6 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
         if (timeout_ms >= 0 && nc_now_ms() >= deadline)
             break;
     }
-    /* A full batch may leave work nobody holds: hand it to a sleeper, or
-     * it waits for this thread's next call. */
     w->polling = 0;
     if (q->be->wait_end)
         q->be->wait_end(q, w);
@@ -633,6 +629,8 @@ int nc_wait(nc_queue *q, nc_event *events, int max_events, int timeout_ms)
         if (!served)
             nc_wake_one(q);
     }
+    /* A full batch may leave work nobody holds: hand it to a sleeper, or
+     * it waits for this thread's next call. */
     if (has_work(q, NULL))
         nc_wake_one(q);
     int n = w->nout;

@@ -196,12 +196,15 @@ static void on_thread_exit(void *arg)
         nc_queue *q = __atomic_load_n(&w->q, __ATOMIC_ACQUIRE);
         if (q) {
             nc_lock(&q->lock);
-            /* What it held may be another waiter's now. */
-            if (nc_waiter_drop(q, w))
-                nc_wake_one(q);
-            /* Runs what that deferred (a wake, a backend's kick or a
-             * release) before the record goes. */
-            nc_unlock_q(q);
+            /* What it held may be another waiter's now.  The wake is not
+             * deferred: where the thread record is already gone (an FLS
+             * callback), deferring would make a new one. */
+            int wake = nc_waiter_drop(q, w) && q->sleepers > 0 && !q->wake_pending;
+            if (wake)
+                q->wake_pending = 1;
+            nc_unlock_q(q); /* runs what dropping it deferred (a backend's kick) */
+            if (wake)
+                q->be->wake(q);
         }
         free(w);
     }

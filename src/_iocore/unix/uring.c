@@ -390,22 +390,30 @@ static void kick_ring(nc_queue *q, int i)
     }
 }
 
+/* An SQE with no handle in ring rg: a NOP (fd < 0) or a poll for POLLIN
+ * on fd (multishot with len NC_POLL_ADD_MULTI).  0 if the SQ is full. */
+static int put_sqe(ur_ring *rg, int fd, unsigned len, uint64_t user_data)
+{
+    nc_lock(&rg->r.sq_lock);
+    nc_sqe *e = nc_ring_sqe(&rg->r);
+    if (e) {
+        e->opcode = fd < 0 ? NC_OP_U_NOP : NC_OP_U_POLL_ADD;
+        e->fd = fd;
+        e->op_flags = fd < 0 ? 0 : POLLIN; /* poll32_events */
+        e->len = len;
+        e->user_data = user_data;
+        nc_ring_publish(&rg->r);
+    }
+    nc_unlock(&rg->r.sq_lock);
+    return e != NULL;
+}
+
 /* Lock held: a poll in ring `from` on ring j's fd, whose completion wakes
  * a thread asleep in `from` once j has completions.  0 if the SQ is full. */
 static int arm_watch(ur_state *st, int from, int j)
 {
     ur_ring *f = &st->rings[from];
-    nc_lock(&f->r.sq_lock);
-    nc_sqe *e = nc_ring_sqe(&f->r);
-    if (e) {
-        e->opcode = NC_OP_U_POLL_ADD;
-        e->fd = st->rings[j].r.fd;
-        e->op_flags = POLLIN; /* poll32_events */
-        e->user_data = UD_WATCH + (unsigned)j;
-        nc_ring_publish(&f->r);
-    }
-    nc_unlock(&f->r.sq_lock);
-    if (!e)
+    if (!put_sqe(f, st->rings[j].r.fd, 0, UD_WATCH + (unsigned)j))
         return 0;
     f->watching |= 1u << j;
     f->inflight++;
@@ -448,18 +456,7 @@ static int uncovered(const ur_state *st, int j, uint64_t now)
 static void arm_bell(ur_state *st, int k)
 {
     ur_ring *rg = &st->rings[k];
-    nc_lock(&rg->r.sq_lock);
-    nc_sqe *e = nc_ring_sqe(&rg->r);
-    if (e) {
-        e->opcode = NC_OP_U_POLL_ADD;
-        e->fd = rg->efd;
-        e->op_flags = POLLIN;
-        e->len = NC_POLL_ADD_MULTI;
-        e->user_data = UD_BELL + (unsigned)k;
-        nc_ring_publish(&rg->r);
-    }
-    nc_unlock(&rg->r.sq_lock);
-    if (e) {
+    if (put_sqe(rg, rg->efd, NC_POLL_ADD_MULTI, UD_BELL + (unsigned)k)) {
         __atomic_store_n(&rg->bell, 1, __ATOMIC_RELEASE);
         rg->inflight++;
         st->inflight++;
@@ -491,14 +488,7 @@ static void cover(nc_queue *q, int j)
     if (rg->bell && nc_defer_kick(q, NULL, (unsigned)(MAX_RINGS + late)) == 0)
         return;
     /* No bell (it fell asleep while there was one ring): a NOP wakes it. */
-    nc_lock(&rg->r.sq_lock);
-    nc_sqe *e = nc_ring_sqe(&rg->r);
-    if (e) {
-        e->opcode = NC_OP_U_NOP;
-        e->user_data = UD_WAKE;
-        nc_ring_publish(&rg->r);
-    }
-    nc_unlock(&rg->r.sq_lock);
+    put_sqe(rg, -1, 0, UD_WAKE);
     kick_ring(q, late);
 }
 
@@ -1496,17 +1486,9 @@ static void ur_wake(nc_queue *q)
         ur_kick(q, NULL, (unsigned)(MAX_RINGS + pick));
         return;
     }
-    nc_ring *r = &st->rings[pick].r;
-    nc_lock(&r->sq_lock);
-    nc_sqe *e = nc_ring_sqe(r);
-    if (e) {
-        e->opcode = NC_OP_U_NOP;
-        e->user_data = UD_WAKE;
-        nc_ring_publish(r);
-    }
-    unsigned submit = nc_ring_unsubmitted(r);
-    nc_unlock(&r->sq_lock);
-    nc_ring_enter(r, submit, 0, 0, -1);
+    ur_ring *rg = &st->rings[pick];
+    put_sqe(rg, -1, 0, UD_WAKE);
+    nc_ring_enter(&rg->r, nc_ring_unsubmitted(&rg->r), 0, 0, -1);
 }
 
 static int ur_connect(nc_queue *q, const struct sockaddr *addr, int addrlen, nc_op *op)
