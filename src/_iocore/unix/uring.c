@@ -1050,14 +1050,16 @@ static void reap_ring(nc_queue *q, int i)
 }
 
 /* Ring i is for a thread in ring k's wait (k < 0: any thread) to reap:
- * its own; another whose threads are all outside a wait only when its own
- * has nothing (taking another thread's connections costs both threads). */
+ * its own; another only once that one is away (see away()) and its own
+ * has nothing (taking another thread's connections costs both threads).
+ * reap() applies the same rule, deciding "its own has nothing" before it
+ * reaps its own. */
 static int reaps(const ur_state *st, int k, int i)
 {
     return k < 0 || i == k || (away(&st->rings[i], nc_now_ms()) && !nc_ring_cq_ready(&st->rings[k].r));
 }
 
-/* Lock held: the completions of the rings reaps(k) allows. */
+/* Lock held: the completions of the rings reaps(k) allows (k < 0: all). */
 static void reap(nc_queue *q, int k)
 {
     ur_state *st = STATE(q);
